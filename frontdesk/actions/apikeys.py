@@ -1,0 +1,49 @@
+"""API keys: created with scopes, shown once, stored as a hash."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from frontdesk.errors import invalid_request
+from frontdesk.events.recorder import record_event
+from frontdesk.ids import new_id
+from frontdesk.models import API_KEY_SCOPES, ApiKey
+from frontdesk.security.apikeys import new_api_key
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedApiKey:
+    api_key: ApiKey
+    key: str
+
+
+def check_scopes(scopes: list[str]) -> list[str]:
+    cleaned = sorted({s for s in scopes if s})
+    unknown = [s for s in cleaned if s not in API_KEY_SCOPES]
+    if not cleaned or unknown:
+        raise invalid_request(f"scopes must be among {', '.join(API_KEY_SCOPES)}.")
+    return cleaned
+
+
+async def do_create_api_key(
+    session: AsyncSession, *, scopes: list[str], name: str = "", site_id: str | None = None
+) -> CreatedApiKey:
+    key, prefix, key_hash = new_api_key()
+    row = ApiKey(
+        id=new_id("key"),
+        name=name[:200],
+        prefix=prefix,
+        key_hash=key_hash,
+        scopes=check_scopes(scopes),
+        site_id=site_id,
+    )
+    session.add(row)
+    record_event(
+        session,
+        "api_key.created",
+        site_id=site_id,
+        data={"api_key_id": row.id, "prefix": prefix, "scopes": row.scopes},
+    )
+    return CreatedApiKey(api_key=row, key=key)

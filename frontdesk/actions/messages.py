@@ -1,0 +1,98 @@
+"""Storing messages: validation of text, gap-free sequence numbers, idempotent client ids.
+
+`do_create_message` must run in a `session_scope()`. It locks the conversation row first
+(`SELECT … FOR UPDATE` on PostgreSQL; SQLite writers hold the database lock from `BEGIN
+IMMEDIATE`), and only then looks for an earlier message with the same `client_id`, so two
+concurrent sends of one message can never both insert, and numbering never skips.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from frontdesk.errors import invalid_request, not_found
+from frontdesk.events.recorder import record_event
+from frontdesk.ids import new_id
+from frontdesk.models import Conversation, Message, message_public, utcnow
+
+# C0/C1 controls except tab and newline, plus lone surrogates and non-characters.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def check_message_text(text: str, *, max_chars: int) -> str:
+    """NFC-normalise, strip control characters and outer whitespace, enforce the length limit."""
+    cleaned = _CONTROL.sub("", unicodedata.normalize("NFC", text.replace("\r\n", "\n"))).strip()
+    if not cleaned:
+        raise invalid_request("text must not be empty.")
+    if len(cleaned) > max_chars:
+        raise invalid_request(f"text must be at most {max_chars} characters.")
+    return cleaned
+
+
+def check_client_id(client_id: str) -> str:
+    if not _CLIENT_ID.match(client_id):
+        raise invalid_request("client_id must be 1-64 characters of letters, digits, '-_.:'.")
+    return client_id
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    message: Message
+    created: bool
+    conversation: Conversation
+
+
+async def do_create_message(
+    session: AsyncSession,
+    *,
+    conversation_id: str,
+    role: str,
+    text: str,
+    client_id: str | None = None,
+    reply_to_id: str | None = None,
+    citations: list[dict[str, Any]] | None = None,
+    meta: dict[str, Any] | None = None,
+    message_id: str | None = None,
+) -> StoredMessage:
+    locked = select(Conversation).where(Conversation.id == conversation_id).with_for_update()
+    conversation = (await session.execute(locked)).scalar_one_or_none()
+    if conversation is None:
+        raise not_found("The conversation does not exist.")
+    if client_id is not None:
+        earlier = select(Message).where(
+            Message.conversation_id == conversation_id, Message.client_id == client_id
+        )
+        existing = (await session.execute(earlier)).scalar_one_or_none()
+        if existing is not None:
+            return StoredMessage(existing, created=False, conversation=conversation)
+    now = utcnow()
+    conversation.last_seq += 1
+    conversation.last_message_at = now
+    conversation.updated_at = now
+    message = Message(
+        id=message_id or new_id("msg"),
+        conversation_id=conversation_id,
+        seq=conversation.last_seq,
+        role=role,
+        text=text,
+        client_id=client_id,
+        reply_to_id=reply_to_id,
+        citations=citations or None,
+        meta=meta or None,
+        created_at=now,
+    )
+    session.add(message)
+    record_event(
+        session,
+        "message.created",
+        site_id=conversation.site_id,
+        data={"conversation_id": conversation_id, "message": message_public(message)},
+    )
+    return StoredMessage(message, created=True, conversation=conversation)

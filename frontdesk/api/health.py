@@ -1,0 +1,41 @@
+"""Liveness and readiness.
+
+`/health` answers while the process runs. `/ready` answers 200 only when the database is
+reachable, its schema is at the migrations' head, and the broker is connected; otherwise 503 with
+the failing checks, so a load balancer stops sending traffic.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from frontdesk.api.deps import ServicesDep
+from frontdesk.migrate import current_revision, head_revision
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health", summary="Liveness")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/ready", summary="Readiness")
+async def ready(services: ServicesDep) -> JSONResponse:
+    checks: dict[str, Any] = {}
+    try:
+        revision = await current_revision(services.db)
+        head = head_revision()
+        checks["database"] = {"ok": True}
+        checks["migrations"] = {"ok": revision == head, "current": revision, "head": head}
+    except Exception as exc:  # readiness reports failures, it never raises them
+        checks["database"] = {"ok": False, "error": type(exc).__name__}
+    checks["broker"] = {"ok": services.broker.healthy}
+    ok = all(check.get("ok") for check in checks.values())
+    return JSONResponse(
+        {"status": "ready" if ok else "unavailable", "checks": checks},
+        status_code=200 if ok else 503,
+    )

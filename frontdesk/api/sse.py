@@ -1,0 +1,28 @@
+"""Server-sent events framing for answer streams."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from fastapi.responses import StreamingResponse
+
+SSE_HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
+
+
+def sse_frame(frame: dict[str, Any]) -> bytes:
+    """One SSE event named after the frame's type, with the frame as its data."""
+    return b"event: " + str(frame["type"]).encode() + b"\ndata: " + orjson.dumps(frame) + b"\n\n"
+
+
+def sse_response(frames: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
+    async def body() -> AsyncIterator[bytes]:
+        async for frame in frames:
+            yield sse_frame(frame)
+
+    return StreamingResponse(body(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+def wants_event_stream(accept: str | None) -> bool:
+    return bool(accept) and "text/event-stream" in (accept or "")

@@ -1,0 +1,26 @@
+"""Widget analytics and error reports, batched by the widget."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from frontdesk.actions.widget_events import do_record_widget_events
+from frontdesk.api.deps import ServicesDep, WidgetVisitor
+from frontdesk.api.widget.schemas import EventsAccepted, WidgetEventBatch
+
+router = APIRouter(tags=["widget"])
+
+
+@router.post("/events", status_code=202, response_model=EventsAccepted, summary="Report events")
+async def post_events(
+    body: WidgetEventBatch, visitor: WidgetVisitor, services: ServicesDep
+) -> EventsAccepted:
+    """Record up to 50 analytics events or error reports from the widget."""
+    async with services.db.session_scope() as session:
+        count = do_record_widget_events(
+            session,
+            site_id=visitor.site_id,
+            visitor_id=visitor.visitor_id,
+            events=[(e.type, e.at, e.data) for e in body.events],
+        )
+    return EventsAccepted(accepted=count)

@@ -1,0 +1,95 @@
+"""Settings: the one source of configuration, read from `FRONTDESK_*` variables.
+
+Owns parsing and validating configuration and locating the data directory. A missing secret key is
+generated once and kept in the data directory, so restarts keep tokens and encrypted secrets valid.
+Secrets are `SecretStr` so that they never appear in reprs or logs.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SECRET_KEY_FILE = "secret.key"
+
+
+class Settings(BaseSettings):
+    """Process-wide settings. Build one per app; tests build their own."""
+
+    model_config = SettingsConfigDict(env_prefix="FRONTDESK_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("./data"), description="Where SQLite and the key live.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default SQLite at data_dir/frontdesk.db."
+    )
+    redis_url: str | None = None
+    secret_key: SecretStr | None = None
+    public_url: str = "http://127.0.0.1:8000"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    webhook_allowed_hosts: str = ""
+    environment: str = "development"
+
+    access_token_ttl_s: int = Field(default=600, ge=60, le=900)
+    refresh_token_idle_s: int = Field(default=7 * 24 * 3600, ge=60)
+    refresh_token_absolute_s: int = Field(default=30 * 24 * 3600, ge=60)
+    max_message_chars: int = Field(default=4000, ge=1, le=100_000)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    answer_timeout_s: float = Field(default=60.0, gt=0)
+    db_pool_size: int = Field(default=10, ge=1)
+    seed_demo: bool = False
+    log_level: str = "info"
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            url = self.database_url
+            # Accept the plain forms people paste and pick the async driver for them.
+            if url.startswith("postgres://"):
+                url = "postgresql+asyncpg://" + url.removeprefix("postgres://")
+            elif url.startswith("postgresql://"):
+                url = "postgresql+asyncpg://" + url.removeprefix("postgresql://")
+            elif url.startswith("sqlite:///"):
+                url = "sqlite+aiosqlite:///" + url.removeprefix("sqlite:///")
+            return url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'frontdesk.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    def ensure_data_dir(self) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return self.data_dir
+
+    @cached_property
+    def server_key(self) -> bytes:
+        """The server secret as bytes: configured, or generated once into the data directory."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        path = self.ensure_data_dir() / SECRET_KEY_FILE
+        if not path.exists():
+            # O_EXCL: two processes starting together must not write two different keys.
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(secrets.token_urlsafe(48))
+        return path.read_text().strip().encode()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit overrides (used by the CLI and tests)."""
+    return Settings(**overrides)  # type: ignore[arg-type]

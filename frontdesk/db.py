@@ -1,0 +1,129 @@
+"""The database: engines, the unit of work, and publication of events after commit.
+
+`Database.session_scope()` is the one place that commits. Actions record events into the session
+(`events.recorder.record_event`); the scope publishes them to the broker only after the
+transaction has committed, so a rolled-back change emits nothing. `Database.read_scope()` is for
+queries and never writes.
+
+SQLite runs in WAL mode. Writers take the database lock up front (`BEGIN IMMEDIATE`) through a
+single pooled connection, so concurrent writers in one process queue fairly in asyncio instead of
+spinning in SQLite's busy handler; readers use their own pool and never block on writers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from frontdesk.config import Settings
+
+PENDING_EVENTS = "pending_events"
+
+
+class EventPublisher(Protocol):
+    """Receives the events of a committed transaction (the broker side of the app)."""
+
+    async def publish_events(self, events: list[Any]) -> None: ...
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _: ConnectionPoolEntry) -> None:
+    # Let SQLAlchemy's "begin" hook decide how a transaction starts.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    for pragma in (
+        "PRAGMA journal_mode=WAL",
+        "PRAGMA synchronous=NORMAL",
+        "PRAGMA foreign_keys=ON",
+        "PRAGMA busy_timeout=10000",
+    ):
+        cursor.execute(pragma)
+    cursor.close()
+
+
+def _make_sqlite_engine(url: str, *, writer: bool, pool_size: int) -> AsyncEngine:
+    engine = create_async_engine(
+        url,
+        pool_size=1 if writer else pool_size,
+        max_overflow=0,
+        pool_timeout=60,
+    )
+    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+
+    begin_sql = "BEGIN IMMEDIATE" if writer else "BEGIN"
+
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql(begin_sql)
+
+    event.listen(engine.sync_engine, "begin", _begin)
+    return engine
+
+
+class Database:
+    """Engines and session factories for one app (or one CLI command)."""
+
+    def __init__(self, settings: Settings, publisher: EventPublisher | None = None) -> None:
+        self.settings = settings
+        self.url = settings.resolved_database_url
+        self.publisher = publisher
+        if self.url.startswith("sqlite"):
+            settings.ensure_data_dir()
+            self.writer = _make_sqlite_engine(self.url, writer=True, pool_size=1)
+            self.reader = _make_sqlite_engine(
+                self.url, writer=False, pool_size=settings.db_pool_size
+            )
+        else:
+            self.writer = create_async_engine(
+                self.url, pool_size=settings.db_pool_size, max_overflow=10, pool_pre_ping=True
+            )
+            self.reader = self.writer
+        self._write_sessions = async_sessionmaker(self.writer, expire_on_commit=False)
+        self._read_sessions = async_sessionmaker(self.reader, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.writer.dialect.name
+
+    @asynccontextmanager
+    async def session_scope(self) -> AsyncIterator[AsyncSession]:
+        """One unit of work: commit on success, roll back on error, then publish its events."""
+        async with self._write_sessions() as session:
+            session.info[PENDING_EVENTS] = []
+            try:
+                yield session
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                session.info[PENDING_EVENTS] = []
+                raise
+            events = session.info.pop(PENDING_EVENTS, [])
+        if events and self.publisher is not None:
+            await self.publisher.publish_events(events)
+
+    @asynccontextmanager
+    async def read_scope(self) -> AsyncIterator[AsyncSession]:
+        """A read-only session; whatever it did is rolled back."""
+        async with self._read_sessions() as session:
+            try:
+                yield session
+            finally:
+                await session.rollback()
+
+    async def ping(self) -> None:
+        async with self.reader.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.writer.dispose()
+        if self.reader is not self.writer:
+            await self.reader.dispose()

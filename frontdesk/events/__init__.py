@@ -1,0 +1,1 @@
+"""Events: types, recording inside a transaction, and publication after commit."""

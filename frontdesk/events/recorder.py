@@ -1,0 +1,37 @@
+"""Recording events inside a unit of work.
+
+Only actions call `record_event`. The row is written in the caller's transaction and the event is
+queued on the session; `Database.session_scope` publishes the queue after a successful commit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from frontdesk.db import PENDING_EVENTS
+from frontdesk.events.types import EVENT_TYPES
+from frontdesk.ids import new_id
+from frontdesk.models import EventRecord, utcnow
+
+
+def record_event(
+    session: AsyncSession,
+    type_: str,
+    *,
+    site_id: str | None,
+    data: dict[str, Any],
+    actor: str | None = None,
+) -> EventRecord:
+    if type_ not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {type_!r}")
+    record = EventRecord(
+        id=new_id("evt"), type=type_, at=utcnow(), site_id=site_id, actor=actor, data=data
+    )
+    session.add(record)
+    pending = session.info.get(PENDING_EVENTS)
+    if pending is None:
+        raise RuntimeError("record_event needs a session from Database.session_scope()")
+    pending.append(record)
+    return record

@@ -1,0 +1,1 @@
+"""The knowledge base: reading documents, chunking them, and lexical retrieval."""

@@ -1,0 +1,66 @@
+"""The ASGI app: `create_app(settings)` wires routers, middleware, error handlers and services.
+
+The lifespan starts the broker and, when asked (`seed_demo`), makes sure the demo site exists;
+migrations are applied by `frontdesk serve`/`frontdesk migrate`, not here, so that N processes
+starting at once do not race on the schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from frontdesk import __version__
+from frontdesk.api import health, pages
+from frontdesk.api.middleware import BodyLimit, SecurityHeaders
+from frontdesk.api.widget import conversations, events, sessions
+from frontdesk.config import Settings, load_settings
+from frontdesk.demo_site import ensure_demo_site
+from frontdesk.errors import install_error_handlers
+from frontdesk.services import Services
+
+DESCRIPTION = """
+FrontDesk is a self-hosted AI front desk for websites.
+
+* **Widget API** (`/api/widget/v1`): what the embedded chat calls, authenticated by a visitor
+  access token (`Authorization: Bearer …`) and checked against the site's allowed origins.
+* Every error is `{"error": {"code", "message"}}` with a stable `code`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    services = Services.build(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await services.start()
+        if settings.seed_demo:
+            await ensure_demo_site(services)
+        try:
+            yield
+        finally:
+            await services.close()
+
+    app = FastAPI(
+        title="FrontDesk",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_url="/api/v1/openapi.json",
+    )
+    app.state.services = services
+    install_error_handlers(app)
+
+    widget_prefix = "/api/widget/v1"
+    app.include_router(sessions.router, prefix=widget_prefix)
+    app.include_router(conversations.router, prefix=widget_prefix)
+    app.include_router(events.router, prefix=widget_prefix)
+    app.include_router(health.router)
+    app.include_router(pages.router)
+
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders, hsts=settings.public_url.startswith("https://"))
+    return app

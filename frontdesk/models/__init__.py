@@ -1,0 +1,27 @@
+"""The persisted model: one module per aggregate. Import models from here."""
+
+from frontdesk.models.access import API_KEY_SCOPES, OPERATOR_ROLES, ApiKey, Operator
+from frontdesk.models.base import Base, utcnow
+from frontdesk.models.conversation import Conversation, Message, message_public
+from frontdesk.models.event import EventRecord
+from frontdesk.models.knowledge import KnowledgeChunk, KnowledgeDocument
+from frontdesk.models.site import Site
+from frontdesk.models.visitor import RefreshToken, Visitor
+
+__all__ = [
+    "API_KEY_SCOPES",
+    "OPERATOR_ROLES",
+    "ApiKey",
+    "Base",
+    "Conversation",
+    "EventRecord",
+    "KnowledgeChunk",
+    "KnowledgeDocument",
+    "Message",
+    "Operator",
+    "RefreshToken",
+    "Site",
+    "Visitor",
+    "message_public",
+    "utcnow",
+]

@@ -1,0 +1,78 @@
+"""Reading sites, with a small per-process cache for the widget's hot path.
+
+Every widget request needs its site's origins; reading them from the database each time would
+double the cost of a request. Entries live for a few seconds, so a change made by another process
+takes effect within that time; a change made here is applied at once (`invalidate`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from frontdesk.db import Database
+from frontdesk.errors import AppError
+from frontdesk.models import Site
+
+
+def site_not_found() -> AppError:
+    return AppError("site_not_found", "No site has this id.", 404)
+
+
+@dataclass(frozen=True, slots=True)
+class SiteView:
+    """An immutable snapshot of what the request path needs of a site."""
+
+    id: str
+    name: str
+    allowed_origins: tuple[str, ...]
+    greeting: str
+    locale: str
+    responder: dict[str, Any]
+    options: dict[str, Any]
+    appearance: dict[str, Any]
+    secret_encrypted: str = field(repr=False)
+
+    @classmethod
+    def of(cls, site: Site) -> SiteView:
+        return cls(
+            id=site.id,
+            name=site.name,
+            allowed_origins=tuple(site.allowed_origins),
+            greeting=site.greeting,
+            locale=site.locale,
+            responder=dict(site.responder),
+            options=dict(site.options),
+            appearance=dict(site.appearance),
+            secret_encrypted=site.secret_encrypted,
+        )
+
+
+async def get_site(session: AsyncSession, site_id: str) -> Site:
+    site = await session.get(Site, site_id) if len(site_id) <= 40 else None
+    if site is None:
+        raise site_not_found()
+    return site
+
+
+class SiteDirectory:
+    def __init__(self, db: Database, ttl_s: float = 5.0) -> None:
+        self.db = db
+        self.ttl_s = ttl_s
+        self._entries: dict[str, tuple[float, SiteView]] = {}
+
+    async def get(self, site_id: str) -> SiteView:
+        now = time.monotonic()
+        entry = self._entries.get(site_id)
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        async with self.db.read_scope() as session:
+            view = SiteView.of(await get_site(session, site_id))
+        self._entries[site_id] = (now + self.ttl_s, view)
+        return view
+
+    def invalidate(self, site_id: str) -> None:
+        self._entries.pop(site_id, None)

@@ -1,0 +1,1 @@
+"""Real-time fan-out: the broker protocol and its implementations."""

@@ -1,0 +1,1 @@
+"""Responders: what answers a visitor. One protocol (`Responder`), several implementations."""

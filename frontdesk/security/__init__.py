@@ -1,0 +1,1 @@
+"""Security primitives: keys, tokens, origins, identity proofs, passwords and API keys."""

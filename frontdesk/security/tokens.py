@@ -1,0 +1,86 @@
+"""Visitor access tokens (JWT) and refresh tokens (opaque).
+
+Access tokens are HS256 JWTs signed with a key derived from the server secret. Decoding accepts
+only HS256 (an explicit allowlist, RFC 8725), checks `typ`, `iss`, `aud` (= the site id) and
+`exp`, and tells an expired token (`token_expired`) from any other failure (`unauthorized`).
+Refresh tokens are 256 random bits shown to the client once and stored as SHA-256 hashes.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+
+import jwt
+
+from frontdesk.errors import AppError, unauthorized
+from frontdesk.security.keys import derive_key, sha256_hex
+
+ALGORITHM = "HS256"
+TOKEN_TYPE = "fd-visitor+jwt"
+ISSUER = "frontdesk"
+
+
+@dataclass(frozen=True, slots=True)
+class VisitorClaims:
+    site_id: str
+    visitor_id: str
+    verified: bool
+    expires_at: int
+
+
+class AccessTokens:
+    def __init__(self, server_key: bytes, ttl_s: int) -> None:
+        self._key = derive_key(server_key, "visitor-access-token")
+        self._kid = sha256_hex(self._key.hex())[:8]
+        self.ttl_s = ttl_s
+
+    def issue(self, *, site_id: str, visitor_id: str, verified: bool) -> str:
+        now = int(time.time())
+        claims = {
+            "iss": ISSUER,
+            "aud": site_id,
+            "sub": visitor_id,
+            "iat": now,
+            "exp": now + self.ttl_s,
+            "vrf": verified,
+        }
+        headers = {"typ": TOKEN_TYPE, "kid": self._kid}
+        return jwt.encode(claims, self._key, algorithm=ALGORITHM, headers=headers)
+
+    def decode(self, token: str) -> VisitorClaims:
+        try:
+            header = jwt.get_unverified_header(token)
+            if header.get("typ") != TOKEN_TYPE or header.get("alg") != ALGORITHM:
+                raise unauthorized("The access token is invalid.")
+            unverified = jwt.decode(token, options={"verify_signature": False})
+            audience = unverified.get("aud")
+            if not isinstance(audience, str):
+                raise unauthorized("The access token is invalid.")
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=[ALGORITHM],
+                audience=audience,
+                issuer=ISSUER,
+                options={"require": ["exp", "iat", "sub", "aud", "iss"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise AppError(
+                "token_expired", "The access token has expired; refresh it.", 401
+            ) from exc
+        except jwt.PyJWTError as exc:
+            raise unauthorized("The access token is invalid.") from exc
+        return VisitorClaims(
+            site_id=str(claims["aud"]),
+            visitor_id=str(claims["sub"]),
+            verified=bool(claims.get("vrf", False)),
+            expires_at=int(claims["exp"]),
+        )
+
+
+def new_refresh_token() -> tuple[str, str]:
+    """A fresh refresh token and the hash to store."""
+    token = "fdr_" + secrets.token_urlsafe(32)
+    return token, sha256_hex(token)

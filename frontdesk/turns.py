@@ -1,0 +1,180 @@
+"""Answer turns: running a site's responder for one visitor message.
+
+A turn runs as its own task, independent of the request that started it: a visitor who closes the
+tab still gets the answer stored. Its frames (`delta`, the final `message`, `message_end`, or
+`error`) are kept on the turn so that a late reader (an SSE stream, a retried request) sees all of
+them in order; deltas are also published to the conversation's broker channel for live readers
+elsewhere. Only the final message is persisted, through `do_create_message`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from frontdesk.actions.messages import do_create_message
+from frontdesk.db import Database
+from frontdesk.ids import new_id
+from frontdesk.models import Message, message_public
+from frontdesk.queries.conversations import recent_messages
+from frontdesk.queries.sites import SiteView
+from frontdesk.realtime.broker import Broker
+from frontdesk.responders.base import AnswerRequest, Delta, FinalAnswer, HistoryItem
+from frontdesk.responders.registry import build_responder
+
+log = logging.getLogger(__name__)
+HISTORY_WINDOW = 20
+FALLBACK_REPLY = {
+    "en": "Sorry, I can't answer right now. Leave your email and a person will get back to you.",
+    "ru": "Извините, сейчас я не могу ответить. Оставьте email, и сотрудник свяжется с вами.",
+}
+
+
+class Turn:
+    """The frames of one answer, readable from the start by any number of readers."""
+
+    def __init__(self, conversation_id: str, visitor_message: Message) -> None:
+        self.conversation_id = conversation_id
+        self.visitor_message = visitor_message
+        self.answer_id = new_id("msg")
+        self.frames: list[dict[str, Any]] = []
+        self.done = False
+        self._changed = asyncio.Condition()
+        self.task: asyncio.Task[None] | None = None
+
+    async def emit(self, frame: dict[str, Any], *, final: bool = False) -> None:
+        async with self._changed:
+            self.frames.append(frame)
+            self.done = self.done or final
+            self._changed.notify_all()
+
+    async def follow(self) -> AsyncIterator[dict[str, Any]]:
+        index = 0
+        while True:
+            async with self._changed:
+                await self._changed.wait_for(lambda: index < len(self.frames) or self.done)
+                batch, finished = self.frames[index:], self.done
+            index += len(batch)
+            for frame in batch:
+                yield frame
+            if finished and index >= len(self.frames):
+                return
+
+
+class TurnRunner:
+    def __init__(self, db: Database, broker: Broker, *, timeout_s: float) -> None:
+        self.db = db
+        self.broker = broker
+        self.timeout_s = timeout_s
+        self._turns: dict[str, Turn] = {}
+
+    def get(self, visitor_message_id: str) -> Turn | None:
+        return self._turns.get(visitor_message_id)
+
+    def start(self, site: SiteView, visitor_id: str, message: Message) -> Turn:
+        turn = Turn(message.conversation_id, message)
+        self._turns[message.id] = turn
+        turn.task = asyncio.create_task(self._run(site, visitor_id, turn))
+        turn.task.add_done_callback(lambda _: self._turns.pop(message.id, None))
+        return turn
+
+    async def drain(self, timeout_s: float = 10.0) -> None:
+        tasks = [t.task for t in self._turns.values() if t.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout_s)
+
+    async def _publish_delta(self, frame: dict[str, Any]) -> None:
+        try:
+            payload = orjson.dumps({"kind": "delta", "frame": frame})
+            await self.broker.publish(f"conversation:{frame['conversation_id']}", payload)
+        except Exception:
+            log.debug("delta publication failed", exc_info=True)
+
+    async def _run(self, site: SiteView, visitor_id: str, turn: Turn) -> None:
+        started = time.perf_counter()
+        locale = site.locale
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                final = await self._answer(site, visitor_id, turn)
+            text, citations, meta = final.text, final.citations, {**final.meta}
+            if final.usage:
+                meta["usage"] = final.usage
+        except Exception as exc:
+            log.warning("responder failed", extra={"site_id": site.id, "error": repr(exc)})
+            await turn.emit(
+                {
+                    "type": "error",
+                    "code": "upstream_unavailable",
+                    "message": "The assistant could not answer; a fallback reply follows.",
+                    "conversation_id": turn.conversation_id,
+                }
+            )
+            text = FALLBACK_REPLY.get(locale, FALLBACK_REPLY["en"])
+            citations, meta = [], {"fallback": True}
+        meta["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        try:
+            async with self.db.session_scope() as session:
+                stored = await do_create_message(
+                    session,
+                    conversation_id=turn.conversation_id,
+                    role="assistant",
+                    text=text,
+                    reply_to_id=turn.visitor_message.id,
+                    citations=citations,
+                    meta=meta,
+                    message_id=turn.answer_id,
+                )
+            await turn.emit({"type": "message", "message": message_public(stored.message)})
+            await turn.emit(
+                {
+                    "type": "message_end",
+                    "conversation_id": turn.conversation_id,
+                    "message_id": stored.message.id,
+                    "reply_to": turn.visitor_message.id,
+                },
+                final=True,
+            )
+        except Exception:
+            log.exception("storing an answer failed")
+            await turn.emit(
+                {
+                    "type": "error",
+                    "code": "internal_error",
+                    "message": "The answer could not be stored.",
+                    "conversation_id": turn.conversation_id,
+                },
+                final=True,
+            )
+
+    async def _answer(self, site: SiteView, visitor_id: str, turn: Turn) -> FinalAnswer:
+        async with self.db.read_scope() as session:
+            history = await recent_messages(session, turn.conversation_id, HISTORY_WINDOW)
+        request = AnswerRequest(
+            site_id=site.id,
+            conversation_id=turn.conversation_id,
+            visitor_id=visitor_id,
+            question=turn.visitor_message.text,
+            history=[
+                HistoryItem(m.role, m.text) for m in history if m.seq < turn.visitor_message.seq
+            ],
+            locale=site.locale,
+        )
+        responder = build_responder(site.responder, self.db.read_scope)
+        async for item in responder.answer(request):
+            if isinstance(item, Delta):
+                frame = {
+                    "type": "delta",
+                    "conversation_id": turn.conversation_id,
+                    "message_id": turn.answer_id,
+                    "text": item.text,
+                }
+                await turn.emit(frame)
+                await self._publish_delta(frame)
+            else:
+                return item
+        raise RuntimeError(f"responder {responder.name} ended without a final answer")

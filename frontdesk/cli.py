@@ -10,7 +10,7 @@ import asyncio
 import getpass
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -34,7 +34,7 @@ console = Console(stderr=True)
 T = TypeVar("T")
 
 
-def _run(work: Callable[[Settings], Awaitable[T]]) -> T:
+def _run(work: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
     settings = load_settings()
     try:
         return asyncio.run(work(settings))

@@ -112,12 +112,10 @@ class Database:
 
     @asynccontextmanager
     async def read_scope(self) -> AsyncIterator[AsyncSession]:
-        """A read-only session; whatever it did is rolled back."""
+        """A read-only session. Closing it ends the transaction without expiring what was read,
+        so loaded objects stay usable after the scope."""
         async with self._read_sessions() as session:
-            try:
-                yield session
-            finally:
-                await session.rollback()
+            yield session
 
     async def ping(self) -> None:
         async with self.reader.connect() as conn:

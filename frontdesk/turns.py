@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -54,16 +54,19 @@ class Turn:
             self._changed.notify_all()
 
     async def follow(self) -> AsyncIterator[dict[str, Any]]:
-        index = 0
+        seen = 0
         while True:
             async with self._changed:
-                await self._changed.wait_for(lambda: index < len(self.frames) or self.done)
-                batch, finished = self.frames[index:], self.done
-            index += len(batch)
+                await self._changed.wait_for(self._has_more(seen))
+                batch, finished = self.frames[seen:], self.done
+            seen += len(batch)
             for frame in batch:
                 yield frame
-            if finished and index >= len(self.frames):
+            if finished and seen >= len(self.frames):
                 return
+
+    def _has_more(self, seen: int) -> Callable[[], bool]:
+        return lambda: seen < len(self.frames) or self.done
 
 
 class TurnRunner:
@@ -105,7 +108,7 @@ class TurnRunner:
             if final.usage:
                 meta["usage"] = final.usage
         except Exception as exc:
-            log.warning("responder failed", extra={"site_id": site.id, "error": repr(exc)})
+            log.warning("responder failed: %r", exc, extra={"site_id": site.id}, exc_info=True)
             await turn.emit(
                 {
                     "type": "error",

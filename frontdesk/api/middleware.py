@@ -6,7 +6,6 @@ no per-request overhead beyond a header merge.
 
 from __future__ import annotations
 
-
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 

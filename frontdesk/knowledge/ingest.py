@@ -35,8 +35,8 @@ class DocumentText:
 
 
 class _TextExtractor(HTMLParser):
-    _SKIP = {"script", "style", "noscript", "template"}
-    _BLOCK = {"p", "div", "li", "br", "tr", "section", "article", "h1", "h2", "h3", "h4", "h5"}
+    _SKIP = frozenset({"script", "style", "noscript", "template"})
+    _BLOCK = frozenset({"p", "div", "li", "br", "tr", "section", "article"})
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)

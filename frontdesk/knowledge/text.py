@@ -47,7 +47,7 @@ def query_terms(question: str, limit: int = 12) -> list[str]:
     """Content words of a question, in order, without duplicates."""
     seen: list[str] = []
     for word in words(question):
-        if len(word) < 2 or word in STOPWORDS or word.isdigit() and len(word) < 2:
+        if len(word) < 2 or word in STOPWORDS:
             continue
         if word not in seen:
             seen.append(word)

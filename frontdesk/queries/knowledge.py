@@ -57,7 +57,7 @@ async def search_passages(
     # Terms come from `knowledge.text.query_terms`: \w+ only, so quoting them is sufficient.
     if not terms:
         return []
-    if session.bind.dialect.name == "sqlite":
+    if session.get_bind().dialect.name == "sqlite":
         query, stmt = " OR ".join(f'"{t}"' for t in terms), _SQLITE
     else:
         query, stmt = " | ".join(terms), _POSTGRES

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from frontdesk.knowledge.text import coverage, plain_text, query_terms, sentences, stems, stem
+from frontdesk.knowledge.text import coverage, plain_text, query_terms, sentences, stem, stems
 from frontdesk.queries.knowledge import Passage, search_passages
 from frontdesk.responders.base import AnswerRequest, Delta, FinalAnswer
 from frontdesk.responders.config import KnowledgeConfig

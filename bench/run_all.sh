@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The standard chat-turn scenarios (`make bench`). Each run starts its own `frontdesk serve --demo`,
+# is bounded by --timeout-s (load) and by `timeout` (whole run), and writes
+# bench/results/chat_turn-<db>-<visitors>v-<think>ms.json. Extra arguments go to every run
+# (e.g. `bench/run_all.sh --no-pin`). PostgreSQL: FD_BENCH_DATABASE_URL (the bench creates and
+# drops a database named fd_bench on that server); the scenario is skipped if it is not reachable.
+set -uo pipefail
+
+cd "$(dirname "$0")/.."
+PY="${PY:-.venv/bin/python}"
+PG_URL="${FD_BENCH_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/fd_bench}"
+LOAD_TIMEOUT_S="${FD_BENCH_TIMEOUT_S:-120}"
+RUN_TIMEOUT_S=$((LOAD_TIMEOUT_S + 120))
+failed=()
+skipped=()
+
+scenario() {
+    local name="$1"
+    shift
+    echo "== ${name}"
+    # SIGTERM lets the bench stop its server and drop its database; SIGKILL 30 s later if stuck.
+    if ! timeout --signal=TERM --kill-after=30 "${RUN_TIMEOUT_S}" \
+        "${PY}" -m bench.chat_turn --timeout-s "${LOAD_TIMEOUT_S}" "$@"; then
+        failed+=("${name}")
+    fi
+    echo
+}
+
+pg_reachable() {
+    "${PY}" - "${PG_URL}" <<'PYEOF'
+import asyncio, sys
+from urllib.parse import urlsplit, urlunsplit
+import asyncpg
+url = urlunsplit(urlsplit(sys.argv[1])._replace(scheme="postgresql", path="/postgres"))
+async def ping() -> None:
+    conn = await asyncpg.connect(url, timeout=5)
+    await conn.close()
+asyncio.run(ping())
+PYEOF
+}
+
+scenario "sqlite, 100 visitors, think 1000 ms" --visitors 100 --messages 5 --think-ms 1000 "$@"
+scenario "sqlite, 100 visitors, closed loop" --visitors 100 --messages 3 --think-ms 0 "$@"
+if pg_reachable 2>/dev/null; then
+    scenario "postgres, 100 visitors, think 1000 ms" \
+        --visitors 100 --messages 5 --think-ms 1000 --database-url "${PG_URL}" "$@"
+else
+    echo "== postgres, 100 visitors, think 1000 ms: skipped (PostgreSQL not reachable at ${PG_URL})"
+    skipped+=("postgres")
+fi
+
+if ((${#skipped[@]})); then
+    echo "skipped: ${skipped[*]}" >&2
+fi
+if ((${#failed[@]})); then
+    echo "not clean: ${failed[*]}" >&2
+    exit 1
+fi
+echo "every scenario that ran was clean; results in bench/results/"

@@ -358,22 +358,24 @@ def parse_sse(buffer: bytes) -> tuple[list[tuple[str, dict[str, Any]]], bytes]:
 def judge_turn(
     events: list[tuple[str, dict[str, Any]]], ttfb_ms: float, ttlb_ms: float
 ) -> TurnResult:
-    """A completed turn ends with `message_end` after a final assistant `message`."""
-    names = [name for name, _ in events]
+    """A completed turn holds a final assistant `message` and ends with its `message_end`."""
     assistant = [
         data["message"]
         for name, data in events
         if name == "message" and (data.get("message") or {}).get("role") == "assistant"
     ]
-    if "message_end" not in names:
-        return TurnResult(ttfb_ms, ttlb_ms, error="stream ended without message_end")
+    last_name, last = events[-1] if events else ("", {})
+    if last_name != "message_end":
+        return TurnResult(ttfb_ms, ttlb_ms, error="stream did not end with message_end")
     if not assistant:
         return TurnResult(ttfb_ms, ttlb_ms, error="no assistant message in stream")
+    if last.get("message_id") != assistant[-1].get("id"):
+        return TurnResult(ttfb_ms, ttlb_ms, error="message_end does not match the answer")
     meta = assistant[-1].get("meta") or {}
     return TurnResult(
         ttfb_ms,
         ttlb_ms,
-        fallback="error" in names or bool(meta.get("fallback")),
+        fallback=any(name == "error" for name, _ in events) or bool(meta.get("fallback")),
         answered=bool(meta.get("answered")),
     )
 
@@ -558,6 +560,7 @@ def build_report(
     tally = outcome.tally
     ok = [t for t in tally.turns if t.error is None]
     errors = sum(tally.errors.values())
+    elapsed = max(outcome.elapsed_s, 1e-9)
     return {
         "benchmark": "chat_turn",
         "scenario": cfg.scenario,
@@ -586,7 +589,9 @@ def build_report(
             "knowledge_answers": sum(t.answered for t in ok),
             "timed_out": outcome.timed_out,
             "elapsed_s": round(outcome.elapsed_s, 3),
-            "turns_per_s": round(len(ok) / outcome.elapsed_s, 2) if outcome.elapsed_s else 0,
+            "turns_per_s": round(len(ok) / elapsed, 2),
+            # Little's law: the average number of turns in flight over the run.
+            "mean_turns_in_flight": round(sum(t.ttlb_ms or 0 for t in ok) / 1000 / elapsed, 1),
             "ttfb_ms": summary([t.ttfb_ms for t in ok if t.ttfb_ms is not None]),
             "ttlb_ms": summary([t.ttlb_ms for t in ok if t.ttlb_ms is not None]),
             "setup_ms": summary(tally.setup_ms),

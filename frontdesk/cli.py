@@ -81,8 +81,11 @@ def serve(
 
     from frontdesk.main import create_app
 
+    from frontdesk.logs import configure_logging
+
     overrides: dict[str, Any] = {"seed_demo": True} if demo else {}
     settings = load_settings(**overrides)
+    configure_logging(settings.log_level)
     asyncio.run(_migrate(settings))
     bind_host, bind_port = host or settings.host, port or settings.port
     url = settings.public_url

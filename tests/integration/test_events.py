@@ -77,3 +77,12 @@ async def test_events_have_increasing_offsets(
     assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets)
     types = [r.type for r in rows]
     assert types[-3:] == ["conversation.started", "message.created", "message.created"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_sqlite_runs_in_wal_mode(services: Services) -> None:
+    from sqlalchemy import text
+
+    async with services.db.read_scope() as session:
+        mode = (await session.execute(text("PRAGMA journal_mode"))).scalar()
+    assert mode == "wal"

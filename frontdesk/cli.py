@@ -34,10 +34,17 @@ console = Console(stderr=True)
 T = TypeVar("T")
 
 
-def _run(work: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
+def _run(work: Callable[[Settings], Coroutine[Any, Any, T]], *, migrate: bool = True) -> T:
+    """Run one command's work; the schema is brought up to date first (as `serve` does)."""
     settings = load_settings()
+
+    async def migrated_then_work() -> T:
+        if migrate:
+            await _migrate(settings)
+        return await work(settings)
+
     try:
-        return asyncio.run(work(settings))
+        return asyncio.run(migrated_then_work())
     except AppError as exc:
         console.print(f"[red]error[/red] {exc.code}: {exc.message}")
         raise typer.Exit(2) from exc
@@ -66,7 +73,7 @@ async def _migrate(settings: Settings) -> str | None:
 @app.command()
 def migrate() -> None:
     """Apply database migrations up to the latest."""
-    revision = _run(_migrate)
+    revision = _run(_migrate, migrate=False)
     console.print(f"database at revision {revision}")
 
 
@@ -79,9 +86,8 @@ def serve(
     """Migrate the database, then serve the app."""
     import uvicorn
 
-    from frontdesk.main import create_app
-
     from frontdesk.logs import configure_logging
+    from frontdesk.main import create_app
 
     overrides: dict[str, Any] = {"seed_demo": True} if demo else {}
     settings = load_settings(**overrides)
@@ -98,6 +104,7 @@ def serve(
         host=bind_host,
         port=bind_port,
         log_level=settings.log_level,
+        log_config=None,  # uvicorn's loggers propagate to the JSON handler
         proxy_headers=False,
         ws_per_message_deflate=False,
     )
@@ -137,6 +144,12 @@ def site_create(
     responder: Annotated[str | None, typer.Option(help="Responder JSON.")] = None,
     greeting: Annotated[str, typer.Option(help="First message visitors see.")] = "",
     locale: Annotated[str, typer.Option(help="en or ru.")] = "en",
+    require_identity: Annotated[
+        bool, typer.Option(help="Only verified visitors may chat.")
+    ] = False,
+    allow_native_clients: Annotated[
+        bool, typer.Option(help="Accept widget calls without an Origin (mobile apps).")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Create a site; prints its id and its secret (shown once)."""
@@ -162,6 +175,10 @@ def site_create(
                     responder=responder_json,
                     greeting=greeting,
                     locale=locale,
+                    options={
+                        "require_identity": require_identity,
+                        "allow_native_clients": allow_native_clients,
+                    },
                 )
             return {
                 "site_id": created.site.id,
@@ -188,12 +205,16 @@ def kb_add(
 
     from frontdesk.knowledge.ingest import CONTENT_TYPES, UnsupportedDocument, read_document
 
-    files: list[Path] = []
+    # Each file is known by its path under the folder given (`docs/guide/index.md`), so two
+    # files with the same name in different folders stay two documents.
+    files: list[tuple[Path, str]] = []
     for path in paths:
         if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in CONTENT_TYPES))
+            for found in sorted(path.rglob("*")):
+                if found.suffix.lower() in CONTENT_TYPES:
+                    files.append((found, (Path(path.name) / found.relative_to(path)).as_posix()))
         elif path.exists():
-            files.append(path)
+            files.append((path, path.as_posix()))
         else:
             console.print(f"[red]error[/red] not_found: {path} does not exist")
             raise typer.Exit(2)
@@ -210,9 +231,9 @@ def kb_add(
                 await get_site(session, site)
             with Progress(console=console, transient=True) as progress:
                 task = progress.add_task("indexing", total=len(files))
-                for file in files:
+                for file, source in files:
                     try:
-                        document = read_document(file)
+                        document = read_document(file, source=source)
                     except UnsupportedDocument as exc:
                         console.print(f"[yellow]skipped[/yellow] {exc}")
                         progress.advance(task)

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     webhook_allowed_hosts: str = ""
+    trusted_proxies: str = Field(
+        default="", description="Comma-separated proxy IPs/CIDRs whose X-Forwarded-For is used."
+    )
     environment: str = "development"
 
     access_token_ttl_s: int = Field(default=600, ge=60, le=900)

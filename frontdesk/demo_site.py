@@ -19,14 +19,16 @@ DEMO_SITE_ID = "site_demo"
 log = logging.getLogger(__name__)
 
 
-def demo_documents() -> list[Path]:
-    """The README and docs/ of the source tree FrontDesk runs from (if it runs from one)."""
+def demo_documents() -> list[tuple[Path, str]]:
+    """The README and docs/ of the source tree FrontDesk runs from (if it runs from one), each
+    with its path in that tree as the document's source."""
     for root in (Path.cwd(), Path(__file__).resolve().parent.parent):
         docs = root / "docs"
         if docs.is_dir():
             files = sorted(p for p in docs.rglob("*.md") if "decisions" not in p.parts)
             readme = root / "README.md"
-            return ([readme] if readme.exists() else []) + files
+            found = ([readme] if readme.exists() else []) + files
+            return [(path, path.relative_to(root).as_posix()) for path in found]
     return []
 
 
@@ -45,8 +47,8 @@ async def ensure_demo_site(services: Services) -> str:
                 greeting="Hi! Ask me anything about FrontDesk.",
                 site_id=DEMO_SITE_ID,
             )
-    for path in demo_documents():
-        document = read_document(path, source=f"docs/{path.name}")
+    for path, source in demo_documents():
+        document = read_document(path, source=source)
         async with services.db.session_scope() as session:
             await do_add_document(session, site_id=DEMO_SITE_ID, document=document)
     services.sites.invalidate(DEMO_SITE_ID)

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from frontdesk import __version__
 from frontdesk.api import health, pages
 from frontdesk.api.middleware import BodyLimit, SecurityHeaders
+from frontdesk.api.v1 import api_keys, audit, auth, knowledge, operators, sites
 from frontdesk.api.widget import conversations, events, sessions
 from frontdesk.config import Settings, load_settings
 from frontdesk.demo_site import ensure_demo_site
@@ -58,6 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sessions.router, prefix=widget_prefix)
     app.include_router(conversations.router, prefix=widget_prefix)
     app.include_router(events.router, prefix=widget_prefix)
+    for router in (auth, sites, api_keys, operators, audit, knowledge):
+        app.include_router(router.router, prefix="/api/v1")
     app.include_router(health.router)
     app.include_router(pages.router)
 

@@ -13,6 +13,7 @@ from frontdesk.events.dispatch import EventDispatcher
 from frontdesk.queries.sites import SiteDirectory
 from frontdesk.realtime.broker import Broker, MemoryBroker
 from frontdesk.security.keys import SecretBox
+from frontdesk.security.operator_sessions import CsrfTokens
 from frontdesk.security.tokens import AccessTokens
 from frontdesk.turns import TurnRunner
 
@@ -25,6 +26,7 @@ class Services:
     sites: SiteDirectory
     box: SecretBox
     tokens: AccessTokens
+    csrf: CsrfTokens
     turns: TurnRunner
 
     @classmethod
@@ -38,6 +40,7 @@ class Services:
             sites=SiteDirectory(db),
             box=SecretBox(settings.server_key),
             tokens=AccessTokens(settings.server_key, settings.access_token_ttl_s),
+            csrf=CsrfTokens(settings.server_key),
             turns=TurnRunner(db, broker, timeout_s=settings.answer_timeout_s),
         )
 

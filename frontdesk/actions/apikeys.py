@@ -6,11 +6,13 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from frontdesk.actions.audit import record_audit
 from frontdesk.errors import invalid_request
 from frontdesk.events.recorder import record_event
 from frontdesk.ids import new_id
-from frontdesk.models import API_KEY_SCOPES, ApiKey
+from frontdesk.models import API_KEY_SCOPES, ApiKey, utcnow
 from frontdesk.security.apikeys import new_api_key
+from frontdesk.security.principals import Principal
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +30,12 @@ def check_scopes(scopes: list[str]) -> list[str]:
 
 
 async def do_create_api_key(
-    session: AsyncSession, *, scopes: list[str], name: str = "", site_id: str | None = None
+    session: AsyncSession,
+    *,
+    scopes: list[str],
+    name: str = "",
+    site_id: str | None = None,
+    actor: Principal | None = None,
 ) -> CreatedApiKey:
     key, prefix, key_hash = new_api_key()
     row = ApiKey(
@@ -40,6 +47,7 @@ async def do_create_api_key(
         site_id=site_id,
     )
     session.add(row)
+    record_audit(session, actor, "api_key.created", target=row.id, site_id=site_id)
     record_event(
         session,
         "api_key.created",
@@ -47,3 +55,10 @@ async def do_create_api_key(
         data={"api_key_id": row.id, "prefix": prefix, "scopes": row.scopes},
     )
     return CreatedApiKey(api_key=row, key=key)
+
+
+async def do_revoke_api_key(session: AsyncSession, row: ApiKey, *, actor: Principal | None) -> None:
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        record_audit(session, actor, "api_key.revoked", target=row.id, site_id=row.site_id)
+        record_event(session, "api_key.revoked", site_id=row.site_id, data={"api_key_id": row.id})

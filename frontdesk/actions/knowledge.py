@@ -5,11 +5,13 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from frontdesk.actions.audit import record_audit
 from frontdesk.events.recorder import record_event
 from frontdesk.ids import new_id
 from frontdesk.knowledge.chunking import chunk_markdown
 from frontdesk.knowledge.ingest import DocumentText
 from frontdesk.models import KnowledgeChunk, KnowledgeDocument, utcnow
+from frontdesk.security.principals import Principal
 
 
 async def do_add_document(
@@ -59,3 +61,10 @@ async def do_add_document(
         data={"document_id": row.id, "title": row.title, "chunks": len(chunks)},
     )
     return row
+
+
+async def do_delete_document(
+    session: AsyncSession, document: KnowledgeDocument, *, actor: Principal | None
+) -> None:
+    record_audit(session, actor, "knowledge.deleted", target=document.id, site_id=document.site_id)
+    await session.delete(document)

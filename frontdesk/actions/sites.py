@@ -8,13 +8,15 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from frontdesk.actions.audit import record_audit
 from frontdesk.errors import invalid_request
 from frontdesk.events.recorder import record_event
 from frontdesk.ids import new_id
-from frontdesk.models import Site
+from frontdesk.models import Site, utcnow
 from frontdesk.responders.config import DEFAULT_RESPONDER, parse_responder, seal_responder
 from frontdesk.security.keys import SecretBox, new_site_secret
 from frontdesk.security.origins import OriginError, normalise_origin
+from frontdesk.security.principals import Principal
 
 SUPPORTED_LOCALES = ("en", "ru")
 
@@ -66,6 +68,7 @@ async def do_create_site(
     locale: str = "en",
     site_id: str | None = None,
     options: dict[str, Any] | None = None,
+    actor: Principal | None = None,
 ) -> CreatedSite:
     """Create a site; its secret is returned once and stored sealed."""
     if locale not in SUPPORTED_LOCALES:
@@ -81,9 +84,10 @@ async def do_create_site(
         responder=seal_responder(check_responder(responder), box),
         appearance={},
         limits={},
-        options=options or {},
+        options=check_options(options or {}),
     )
     session.add(site)
+    record_audit(session, actor, "site.created", target=site.id, site_id=site.id)
     record_event(
         session,
         "site.created",
@@ -91,3 +95,63 @@ async def do_create_site(
         data={"name": site.name, "allowed_origins": site.allowed_origins},
     )
     return CreatedSite(site=site, secret=secret)
+
+
+SITE_OPTIONS = frozenset({"require_identity", "allow_native_clients"})
+
+
+def check_options(options: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(options) - SITE_OPTIONS
+    if unknown:
+        raise invalid_request(f"unknown site options: {', '.join(sorted(unknown))}.")
+    if not all(isinstance(v, bool) for v in options.values()):
+        raise invalid_request("site options are booleans.")
+    return options
+
+
+async def do_update_site(
+    session: AsyncSession,
+    box: SecretBox,
+    site: Site,
+    changes: dict[str, Any],
+    *,
+    actor: Principal | None,
+) -> Site:
+    """Apply validated changes (only the fields present in `changes`)."""
+    if "name" in changes:
+        site.name = check_site_name(changes["name"])
+    if "allowed_origins" in changes:
+        site.allowed_origins = check_origins(changes["allowed_origins"])
+    if "greeting" in changes:
+        site.greeting = changes["greeting"]
+    if "locale" in changes:
+        if changes["locale"] not in SUPPORTED_LOCALES:
+            raise invalid_request(f"locale must be one of {', '.join(SUPPORTED_LOCALES)}.")
+        site.locale = changes["locale"]
+    if "responder" in changes:
+        site.responder = seal_responder(check_responder(changes["responder"]), box)
+    for field in ("appearance", "limits"):
+        if field in changes:
+            setattr(site, field, dict(changes[field]))
+    if "options" in changes:
+        site.options = {**site.options, **check_options(changes["options"])}
+    site.updated_at = utcnow()
+    shown = {k: v for k, v in changes.items() if k != "responder"}
+    record_audit(session, actor, "site.updated", target=site.id, site_id=site.id, data=shown)
+    record_event(session, "site.updated", site_id=site.id, data={"fields": sorted(changes)})
+    return site
+
+
+async def do_rotate_site_secret(
+    session: AsyncSession, box: SecretBox, site: Site, *, actor: Principal | None
+) -> str:
+    secret = new_site_secret()
+    site.secret_encrypted = box.seal(secret)
+    site.updated_at = utcnow()
+    record_audit(session, actor, "site.secret_rotated", target=site.id, site_id=site.id)
+    return secret
+
+
+async def do_delete_site(session: AsyncSession, site: Site, *, actor: Principal | None) -> None:
+    record_audit(session, actor, "site.deleted", target=site.id, site_id=site.id)
+    await session.delete(site)

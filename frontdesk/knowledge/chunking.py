@@ -18,10 +18,29 @@ class Chunk:
     text: str
 
 
+def _blocks(text: str) -> list[str]:
+    """Paragraphs separated by blank lines, a fenced code block always kept whole."""
+    blocks: list[str] = []
+    current: list[str] = []
+    in_fence = False
+    for line in text.splitlines():
+        if line.strip().startswith("```"):
+            in_fence = not in_fence
+        if not line.strip() and not in_fence:
+            if current:
+                blocks.append("\n".join(current))
+                current = []
+        else:
+            current.append(line)
+    if current:
+        blocks.append("\n".join(current))
+    return blocks
+
+
 def _split_long(text: str, max_chars: int) -> list[str]:
     parts: list[str] = []
     current = ""
-    for paragraph in re.split(r"\n\s*\n", text):
+    for paragraph in _blocks(text):
         paragraph = paragraph.strip()
         if not paragraph:
             continue

@@ -68,21 +68,45 @@ def coverage(terms: list[str], text: str) -> float:
 
 
 _MD_LINK = re.compile(r"\[([^\]]+)\]\([^)]+\)")
-_MD_CODE_FENCE = re.compile(r"```.*?```", re.S)
-_MD_MARKS = re.compile(r"(^|\s)[#>*\-+]+\s|[*_`|]")
+_MD_BLOCK_MARK = re.compile(r"^\s*(#{1,6}|>|[*+-]|\d+[.)])\s+")
+_MD_INLINE = re.compile(r"[*`|]|(?<!\w)_+|_+(?!\w)")
+_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}")
 _SPACES = re.compile(r"[ \t]+")
 
 
 def plain_text(markdown: str) -> str:
-    """Markdown reduced to prose for sentence extraction (code blocks dropped)."""
-    text = _MD_CODE_FENCE.sub(" ", markdown)
-    text = _MD_LINK.sub(r"\1", text)
-    lines = []
-    for line in text.splitlines():
-        line = _MD_MARKS.sub(r"\1", line).strip()
+    """Markdown reduced to prose: one line per paragraph, list item or heading.
+
+    Hard-wrapped lines are joined, code blocks dropped (also a block cut off by the end of a
+    chunk), links reduced to their text, and emphasis marks removed while identifiers such as
+    `min_coverage` keep their underscores.
+    """
+    paragraphs: list[str] = []
+    current: list[str] = []
+    in_fence = False
+
+    def flush() -> None:
+        if current:
+            paragraphs.append(_SPACES.sub(" ", " ".join(current)).strip())
+            current.clear()
+
+    for raw in markdown.splitlines():
+        if raw.strip().startswith("```"):
+            in_fence = not in_fence
+            flush()
+            continue
+        if in_fence or _TABLE_RULE.match(raw):
+            continue
+        if not raw.strip():
+            flush()
+            continue
+        if _MD_BLOCK_MARK.match(raw):
+            flush()
+        line = _MD_INLINE.sub("", _MD_LINK.sub(r"\1", _MD_BLOCK_MARK.sub("", raw))).strip()
         if line:
-            lines.append(line)
-    return _SPACES.sub(" ", "\n".join(lines))
+            current.append(line)
+    flush()
+    return "\n".join(p for p in paragraphs if p)
 
 
 def sentences(text: str) -> list[str]:

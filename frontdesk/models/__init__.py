@@ -1,6 +1,7 @@
 """The persisted model: one module per aggregate. Import models from here."""
 
 from frontdesk.models.access import API_KEY_SCOPES, OPERATOR_ROLES, ApiKey, Operator
+from frontdesk.models.audit import AuditEntry, OperatorSession
 from frontdesk.models.base import Base, utcnow
 from frontdesk.models.conversation import Conversation, Message, message_public
 from frontdesk.models.event import EventRecord
@@ -12,6 +13,7 @@ __all__ = [
     "API_KEY_SCOPES",
     "OPERATOR_ROLES",
     "ApiKey",
+    "AuditEntry",
     "Base",
     "Conversation",
     "EventRecord",
@@ -19,6 +21,7 @@ __all__ = [
     "KnowledgeDocument",
     "Message",
     "Operator",
+    "OperatorSession",
     "RefreshToken",
     "Site",
     "Visitor",

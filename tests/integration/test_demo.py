@@ -13,7 +13,7 @@ from tests.sse import parse_sse
 async def test_demo_site_answers_from_the_docs(
     client: httpx.AsyncClient, services: Services
 ) -> None:
-    assert any(path.name == "README.md" for path in demo_documents())
+    assert any(source == "README.md" for _, source in demo_documents())
     await ensure_demo_site(services)
     await ensure_demo_site(services)  # idempotent
     client.headers["Origin"] = PUBLIC_URL

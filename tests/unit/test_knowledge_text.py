@@ -49,3 +49,24 @@ def test_html_documents_become_markdown() -> None:
     assert doc.title == "Help"
     assert "evil" not in doc.text
     assert "## Returns" in doc.text
+
+
+def test_hard_wrapped_paragraphs_and_identifiers() -> None:
+    prose = plain_text(
+        "Set `min_coverage` to a\nlower value when answers\nare too rare.\n\n"
+        "- one item\n- two items"
+    )
+    assert prose.splitlines() == [
+        "Set min_coverage to a lower value when answers are too rare.",
+        "one item",
+        "two items",
+    ]
+
+
+def test_code_blocks_stay_whole_and_never_leak() -> None:
+    code = '```json\n{"kind": "knowledge"}\n\n{"more": 1}\n```'
+    text = "# T\n\n" + "prose " * 50 + "\n\n" + code + "\n\nAfter the code."
+    chunks = chunk_markdown(text, title="T", max_chars=320)
+    assert any(code in c.text for c in chunks)
+    assert all("kind" not in plain_text(c.text) for c in chunks)
+    assert "kind" not in plain_text('Intro.\n\n```json\n{"kind": 1}')  # cut-off block

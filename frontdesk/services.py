@@ -6,6 +6,7 @@ Routers reach them through `api.deps`; tests build their own app and so their ow
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from frontdesk.config import Settings
 from frontdesk.db import Database
@@ -14,8 +15,26 @@ from frontdesk.queries.sites import SiteDirectory
 from frontdesk.realtime.broker import Broker, MemoryBroker
 from frontdesk.security.keys import SecretBox
 from frontdesk.security.operator_sessions import CsrfTokens
+from frontdesk.security.ratelimit import (
+    MemoryRateLimitStore,
+    RateLimiter,
+    RateLimitStore,
+    RedisRateLimitStore,
+)
 from frontdesk.security.tokens import AccessTokens
 from frontdesk.turns import TurnRunner
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+
+def connect_redis(url: str) -> Redis:
+    """A Redis client (the `redis` extra must be installed when FRONTDESK_REDIS_URL is set)."""
+    try:
+        from redis.asyncio import Redis
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        raise RuntimeError("FRONTDESK_REDIS_URL is set: pip install 'frontdesk[redis]'") from exc
+    return Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
 
 
 @dataclass
@@ -28,11 +47,17 @@ class Services:
     tokens: AccessTokens
     csrf: CsrfTokens
     turns: TurnRunner
+    limiter: RateLimiter
+    redis: Redis | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
         broker: Broker = MemoryBroker()
         db = Database(settings, publisher=EventDispatcher(broker))
+        redis = connect_redis(settings.redis_url) if settings.redis_url else None
+        store: RateLimitStore = (
+            RedisRateLimitStore(redis) if redis is not None else MemoryRateLimitStore()
+        )
         return cls(
             settings=settings,
             db=db,
@@ -42,6 +67,8 @@ class Services:
             tokens=AccessTokens(settings.server_key, settings.access_token_ttl_s),
             csrf=CsrfTokens(settings.server_key),
             turns=TurnRunner(db, broker, timeout_s=settings.answer_timeout_s),
+            limiter=RateLimiter(store),
+            redis=redis,
         )
 
     async def start(self) -> None:
@@ -51,3 +78,5 @@ class Services:
         await self.turns.drain()
         await self.broker.close()
         await self.db.dispose()
+        if self.redis is not None:
+            await self.redis.aclose()

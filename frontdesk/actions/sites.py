@@ -15,6 +15,7 @@ from frontdesk.ids import new_id
 from frontdesk.models import Site, utcnow
 from frontdesk.responders.config import DEFAULT_RESPONDER, parse_responder, seal_responder
 from frontdesk.security.keys import SecretBox, new_site_secret
+from frontdesk.security.limits_policy import check_site_limits
 from frontdesk.security.origins import OriginError, normalise_origin
 from frontdesk.security.principals import Principal
 
@@ -51,6 +52,13 @@ def check_site_name(name: str) -> str:
     return name
 
 
+def _checked_limits(limits: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return check_site_limits(limits)
+    except ValueError as exc:
+        raise invalid_request(f"limits: {exc}") from exc
+
+
 @dataclass(frozen=True, slots=True)
 class CreatedSite:
     site: Site
@@ -68,6 +76,7 @@ async def do_create_site(
     locale: str = "en",
     site_id: str | None = None,
     options: dict[str, Any] | None = None,
+    limits: dict[str, Any] | None = None,
     actor: Principal | None = None,
 ) -> CreatedSite:
     """Create a site; its secret is returned once and stored sealed."""
@@ -83,7 +92,7 @@ async def do_create_site(
         locale=locale,
         responder=seal_responder(check_responder(responder), box),
         appearance={},
-        limits={},
+        limits=_checked_limits(limits or {}),
         options=check_options(options or {}),
     )
     session.add(site)
@@ -130,9 +139,10 @@ async def do_update_site(
         site.locale = changes["locale"]
     if "responder" in changes:
         site.responder = seal_responder(check_responder(changes["responder"]), box)
-    for field in ("appearance", "limits"):
-        if field in changes:
-            setattr(site, field, dict(changes[field]))
+    if "appearance" in changes:
+        site.appearance = dict(changes["appearance"])
+    if "limits" in changes:
+        site.limits = _checked_limits(dict(changes["limits"]))
     if "options" in changes:
         site.options = {**site.options, **check_options(changes["options"])}
     site.updated_at = utcnow()

@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 
 from frontdesk.errors import AppError, unauthorized
 from frontdesk.queries.sites import SiteView
+from frontdesk.security.client_ip import client_ip
 from frontdesk.security.origins import normalise_origin, origin_allowed
 from frontdesk.security.tokens import VisitorClaims
 from frontdesk.services import Services
@@ -25,6 +26,12 @@ def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def request_ip(request: Request, services: Services) -> str | None:
+    peer = request.client.host if request.client else None
+    forwarded = request.headers.get("x-forwarded-for")
+    return client_ip(peer, forwarded, services.settings.trusted_proxies)
 
 
 def origin_not_allowed() -> AppError:

@@ -34,6 +34,7 @@ class SiteView:
     responder: dict[str, Any]
     options: dict[str, Any]
     appearance: dict[str, Any]
+    limits: dict[str, Any]
     secret_encrypted: str = field(repr=False)
 
     @classmethod
@@ -47,6 +48,7 @@ class SiteView:
             responder=dict(site.responder),
             options=dict(site.options),
             appearance=dict(site.appearance),
+            limits=dict(site.limits),
             secret_encrypted=site.secret_encrypted,
         )
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 
 from frontdesk.services import Services
-from tests.conftest import Visitor
+from tests.conftest import Visitor, make_site, start_visitor
 
 BASE = "/api/widget/v1"
 
@@ -16,9 +17,19 @@ async def wait_for_answers(services: Services) -> None:
     await services.turns.drain(timeout_s=30)
 
 
+@pytest.fixture
+async def busy_visitor(client: httpx.AsyncClient, services: Services) -> Visitor:
+    """A visitor of a site whose message limit is far above the burst sent here."""
+    site = await make_site(
+        services, limits={"visitor_messages": "6000/minute", "visitor_burst": 100}
+    )
+    return await start_visitor(client, site.id)
+
+
 async def test_fifty_concurrent_sends_are_numbered_without_gaps(
-    client: httpx.AsyncClient, services: Services, visitor: Visitor
+    client: httpx.AsyncClient, services: Services, busy_visitor: Visitor
 ) -> None:
+    visitor = busy_visitor
     conversation_id = await visitor.conversation()
     responses = await asyncio.gather(
         *(visitor.send(conversation_id, f"message {i}", client_id=f"c{i}") for i in range(50))

@@ -6,8 +6,9 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy import select
 
 from frontdesk.actions.operator_sessions import do_sign_in, do_sign_out
-from frontdesk.api.deps import ServicesDep
-from frontdesk.api.v1.deps import Reader, request_ip
+from frontdesk.api.deps import ServicesDep, request_ip
+from frontdesk.api.limits import enforce_default
+from frontdesk.api.v1.deps import Reader
 from frontdesk.api.v1.schemas import Login, LoginResult, OperatorOut
 from frontdesk.errors import unauthorized
 from frontdesk.models import Operator
@@ -33,6 +34,8 @@ async def login(
     """Start a dashboard session: sets the session cookie and returns the CSRF token to send
     as `X-CSRF-Token` on every unsafe request."""
     ip = request_ip(request, services)
+    await enforce_default(services, "login_ip", ip)
+    await enforce_default(services, "login_account", body.email.strip().lower())
     async with services.db.session_scope() as session:
         signed_in = await do_sign_in(
             session,

@@ -17,11 +17,11 @@ from fastapi import Depends, Request
 from sqlalchemy import select, update
 
 from frontdesk.actions.operator_sessions import session_alive
-from frontdesk.api.deps import ServicesDep, bearer_token
+from frontdesk.api.deps import ServicesDep, bearer_token, request_ip
+from frontdesk.api.limits import enforce_default
 from frontdesk.errors import AppError, forbidden, unauthorized
 from frontdesk.models import ApiKey, Operator, OperatorSession, utcnow
 from frontdesk.security.apikeys import PREFIX, looks_valid
-from frontdesk.security.client_ip import client_ip
 from frontdesk.security.keys import sha256_hex
 from frontdesk.security.operator_sessions import (
     CSRF_COOKIE,
@@ -34,13 +34,6 @@ from frontdesk.security.principals import Principal, api_key_principal, operator
 from frontdesk.services import Services
 
 TOUCH_EVERY = timedelta(seconds=60)
-
-
-def request_ip(request: Request, services: Services) -> str | None:
-    peer = request.client.host if request.client else None
-    return client_ip(
-        peer, request.headers.get("x-forwarded-for"), services.settings.trusted_proxies
-    )
 
 
 async def _from_api_key(services: Services, key: str, ip: str | None) -> Principal:
@@ -58,6 +51,7 @@ async def _from_api_key(services: Services, key: str, ip: str | None) -> Princip
             await session.execute(
                 update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=now)
             )
+    await enforce_default(services, "api_key", row.id)
     return api_key_principal(row.id, list(row.scopes), row.site_id, ip)
 
 

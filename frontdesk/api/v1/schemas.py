@@ -36,6 +36,10 @@ class SiteCreate(Strict):
     locale: Literal["en", "ru"] = "en"
     responder: dict[str, Any] | None = None
     options: dict[str, StrictBool] = Field(default_factory=dict)
+    limits: dict[str, Any] = Field(
+        default_factory=dict,
+        description='e.g. {"visitor_messages": "10/minute", "visitor_burst": 20}',
+    )
 
 
 class SiteUpdate(Strict):

@@ -76,6 +76,7 @@ async def create_site(body: SiteCreate, principal: Admin, services: ServicesDep)
             greeting=body.greeting,
             locale=body.locale,
             options=body.options,
+            limits=body.limits,
             actor=principal,
         )
     return SiteCreated(**site_out(created.site).model_dump(), secret=created.secret)

@@ -10,7 +10,8 @@ from fastapi.responses import JSONResponse, Response
 
 from frontdesk.actions.conversations import do_start_conversation
 from frontdesk.actions.messages import check_client_id, check_message_text, do_create_message
-from frontdesk.api.deps import ServicesDep, VisitorSite, WidgetVisitor
+from frontdesk.api.deps import ServicesDep, VisitorSite, WidgetVisitor, request_ip
+from frontdesk.api.limits import enforce_message_limits
 from frontdesk.api.sse import sse_response, wants_event_stream
 from frontdesk.api.widget.schemas import (
     ConversationCreated,
@@ -123,6 +124,7 @@ async def post_message(
     """
     text = check_message_text(body.text, max_chars=services.settings.max_message_chars)
     client_id = check_client_id(body.client_id)
+    await enforce_message_limits(services, site, visitor.visitor_id, request_ip(request, services))
     async with services.db.session_scope() as session:
         await access_conversation(session, visitor, conversation_id)
         stored = await do_create_message(

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from frontdesk.actions.widget_events import do_record_widget_events
 from frontdesk.api.deps import ServicesDep, WidgetVisitor
+from frontdesk.api.limits import enforce_default
 from frontdesk.api.widget.schemas import EventsAccepted, WidgetEventBatch
 
 router = APIRouter(tags=["widget"])
@@ -16,6 +17,7 @@ async def post_events(
     body: WidgetEventBatch, visitor: WidgetVisitor, services: ServicesDep
 ) -> EventsAccepted:
     """Record up to 50 analytics events or error reports from the widget."""
+    await enforce_default(services, "visitor_events", visitor.visitor_id)
     async with services.db.session_scope() as session:
         count = do_record_widget_events(
             session,

@@ -10,7 +10,8 @@ from frontdesk.actions.visitors import (
     do_start_session,
     find_refresh_token,
 )
-from frontdesk.api.deps import ServicesDep, check_origin
+from frontdesk.api.deps import ServicesDep, check_origin, request_ip
+from frontdesk.api.limits import enforce_default
 from frontdesk.api.widget.schemas import SessionCreate, SessionIssued, SessionRefresh
 from frontdesk.errors import AppError, unauthorized
 from frontdesk.queries.sites import get_site
@@ -39,6 +40,7 @@ async def create_session(
     """
     site = await services.sites.get(body.site_id)
     check_origin(services, site, request.headers.get("origin"))
+    await enforce_default(services, "ip_sessions", request_ip(request, services))
     async with services.db.session_scope() as session:
         issued = await do_start_session(
             session,

@@ -96,13 +96,18 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        code = _STATUS_CODES.get(exc.status_code, "error")
+        status = exc.status_code
+        code = _STATUS_CODES.get(status, "error")
         detail = exc.detail if isinstance(exc.detail, str) else "The request failed."
-        if exc.status_code == 404:
+        if status == 404:
             detail = "Not found."
+        elif status == 400:
+            # The framework's "error parsing the body": invalid UTF-8, absurd nesting, numbers
+            # beyond parsing limits. The contract calls all bad input invalid_request (422).
+            status, detail = 422, "The request body could not be parsed as JSON."
         return JSONResponse(
             {"error": {"code": code, "message": detail}},
-            status_code=exc.status_code,
+            status_code=status,
             headers=getattr(exc, "headers", None),
         )
 

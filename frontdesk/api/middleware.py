@@ -58,8 +58,10 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(BaseException):
+    """Raised from `receive` when the body passes the limit. A BaseException on purpose: the
+    framework's body parsing catches every `Exception` (and would answer 422); this must reach
+    the middleware that raised it."""
 
 
 class BodyLimit:

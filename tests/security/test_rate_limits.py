@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import SiteInfo, Visitor, make_site, start_visitor
+from tests.conftest import Visitor, make_site, start_visitor
 from tests.integration.test_server_process import FRONTDESK, cli, free_port
 
 REDIS_URL = os.environ.get("FRONTDESK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
+from frontdesk.validation import JsonObject
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -34,9 +36,9 @@ class SiteCreate(Strict):
     allowed_origins: list[StrictStr] = Field(max_length=100)
     greeting: StrictStr = Field(default="", max_length=2000)
     locale: Literal["en", "ru"] = "en"
-    responder: dict[str, Any] | None = None
+    responder: JsonObject | None = None
     options: dict[str, StrictBool] = Field(default_factory=dict)
-    limits: dict[str, Any] = Field(
+    limits: JsonObject = Field(
         default_factory=dict,
         description='e.g. {"visitor_messages": "10/minute", "visitor_burst": 20}',
     )
@@ -47,9 +49,9 @@ class SiteUpdate(Strict):
     allowed_origins: list[StrictStr] | None = Field(default=None, max_length=100)
     greeting: StrictStr | None = Field(default=None, max_length=2000)
     locale: Literal["en", "ru"] | None = None
-    responder: dict[str, Any] | None = None
-    appearance: dict[str, Any] | None = None
-    limits: dict[str, Any] | None = None
+    responder: JsonObject | None = None
+    appearance: JsonObject | None = None
+    limits: JsonObject | None = None
     options: dict[str, StrictBool] | None = None
 
 

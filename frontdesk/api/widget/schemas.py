@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+from frontdesk.validation import JsonObject
 
 
 class _Body(BaseModel):
@@ -16,7 +18,7 @@ class SessionCreate(_Body):
     visitor_id: StrictStr | None = Field(
         default=None, max_length=64, description="Continue an anonymous visitor."
     )
-    identity: dict[str, Any] | None = Field(
+    identity: JsonObject | None = Field(
         default=None,
         description="`{user_id, expires, signature}` (HMAC) or `{token}` (JWT) from the site.",
     )
@@ -88,8 +90,8 @@ class MessageAccepted(BaseModel):
 
 class WidgetEvent(_Body):
     type: StrictStr = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_.]*$")
-    at: float | StrictInt | None = None
-    data: dict[str, Any] = Field(default_factory=dict)
+    at: float | None = Field(default=None, allow_inf_nan=False, ge=0, le=1e13)
+    data: JsonObject = Field(default_factory=dict)
 
 
 class WidgetEventBatch(_Body):

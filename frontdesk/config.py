@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     )
     redis_url: str | None = None
     secret_key: SecretStr | None = None
+    previous_secret_keys: SecretStr | None = Field(
+        default=None,
+        description="Comma-separated former secret keys, still accepted while tokens and "
+        "sealed secrets made with them are in use (key rotation).",
+    )
     public_url: str = "http://127.0.0.1:8000"
     host: str = "127.0.0.1"
     port: int = 8000
@@ -91,6 +96,13 @@ class Settings(BaseSettings):
                 with os.fdopen(fd, "w") as handle:
                     handle.write(secrets.token_urlsafe(48))
         return path.read_text().strip().encode()
+
+    @property
+    def previous_server_keys(self) -> list[bytes]:
+        if self.previous_secret_keys is None:
+            return []
+        raw = self.previous_secret_keys.get_secret_value()
+        return [part.strip().encode() for part in raw.split(",") if part.strip()]
 
 
 def load_settings(**overrides: object) -> Settings:

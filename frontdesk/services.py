@@ -63,8 +63,10 @@ class Services:
             db=db,
             broker=broker,
             sites=SiteDirectory(db),
-            box=SecretBox(settings.server_key),
-            tokens=AccessTokens(settings.server_key, settings.access_token_ttl_s),
+            box=SecretBox(settings.server_key, settings.previous_server_keys),
+            tokens=AccessTokens(
+                settings.server_key, settings.access_token_ttl_s, settings.previous_server_keys
+            ),
             csrf=CsrfTokens(settings.server_key),
             turns=TurnRunner(db, broker, timeout_s=settings.answer_timeout_s),
             limiter=RateLimiter(store),

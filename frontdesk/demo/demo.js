@@ -2,11 +2,11 @@
 // messages with an SSE answer stream). Text is always inserted with textContent, never as HTML.
 "use strict";
 
-const SITE_ID = "site_demo";
+const SITE_ID = document.body.dataset.siteId || "site_demo";
 const API = "/api/widget/v1";
 const store = {
-  get: (k) => window.localStorage.getItem("frontdesk-demo:" + k),
-  set: (k, v) => window.localStorage.setItem("frontdesk-demo:" + k, v),
+  get: (k) => window.localStorage.getItem(`frontdesk:${SITE_ID}:${k}`),
+  set: (k, v) => window.localStorage.setItem(`frontdesk:${SITE_ID}:${k}`, v),
 };
 let session = null;
 let conversationId = store.get("conversation");

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import secrets
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -23,10 +23,14 @@ def derive_key(server_key: bytes, purpose: str, length: int = 32) -> bytes:
 
 
 class SecretBox:
-    """Encrypts secrets at rest (site secrets, webhook secrets) with the server key."""
+    """Encrypts secrets at rest (site secrets, webhook secrets) with the server key; opens what
+    previous server keys sealed, so a key rotation keeps stored secrets readable."""
 
-    def __init__(self, server_key: bytes) -> None:
-        self._fernet = Fernet(base64.urlsafe_b64encode(derive_key(server_key, "secret-box")))
+    def __init__(self, server_key: bytes, previous: list[bytes] | None = None) -> None:
+        keys = [server_key, *(previous or [])]
+        self._fernet = MultiFernet(
+            [Fernet(base64.urlsafe_b64encode(derive_key(k, "secret-box"))) for k in keys]
+        )
 
     def seal(self, plaintext: str) -> str:
         return self._fernet.encrypt(plaintext.encode()).decode()

@@ -31,10 +31,21 @@ class VisitorClaims:
 
 
 class AccessTokens:
-    def __init__(self, server_key: bytes, ttl_s: int) -> None:
+    """Signs with the current server key; verifies with it or a previous one, chosen by `kid`,
+    so rotating the server key does not sign every visitor out at once."""
+
+    def __init__(self, server_key: bytes, ttl_s: int, previous: list[bytes] | None = None) -> None:
         self._key = derive_key(server_key, "visitor-access-token")
-        self._kid = sha256_hex(self._key.hex())[:8]
+        self._kid = self._key_id(self._key)
+        self._keys = {self._kid: self._key}
+        for old in previous or []:
+            key = derive_key(old, "visitor-access-token")
+            self._keys.setdefault(self._key_id(key), key)
         self.ttl_s = ttl_s
+
+    @staticmethod
+    def _key_id(key: bytes) -> str:
+        return sha256_hex(key.hex())[:8]
 
     def issue(self, *, site_id: str, visitor_id: str, verified: bool) -> str:
         now = int(time.time())
@@ -54,12 +65,15 @@ class AccessTokens:
             header = jwt.get_unverified_header(token)
             if header.get("typ") != TOKEN_TYPE or header.get("alg") != ALGORITHM:
                 raise unauthorized("The access token is invalid.")
+            key = self._keys.get(str(header.get("kid")))
+            if key is None:
+                raise unauthorized("The access token is invalid.")
             # The audience is the site the token was issued for; any site id is a valid
             # audience here, and the caller checks that site's origins, so it is checked
             # for shape rather than against one expected value.
             claims = jwt.decode(
                 token,
-                self._key,
+                key,
                 algorithms=[ALGORITHM],
                 issuer=ISSUER,
                 options={"require": ["exp", "iat", "sub", "aud", "iss"], "verify_aud": False},

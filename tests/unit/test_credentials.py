@@ -91,3 +91,16 @@ def test_responder_keys_are_sealed() -> None:
     assert unseal_responder(stored, box) == raw
     shown = public_responder(stored)
     assert shown["api_key"] == "********" and shown["fallback"]["api_key"] == "********"
+
+
+def test_server_key_rotation_keeps_tokens_and_secrets() -> None:
+    old, new = b"old-key" * 8, b"new-key" * 8
+    token = AccessTokens(old, 600).issue(site_id="s", visitor_id="v", verified=False)
+    sealed = SecretBox(old).seal("site-secret")
+    rotated_tokens = AccessTokens(new, 600, previous=[old])
+    assert rotated_tokens.decode(token).visitor_id == "v"
+    assert SecretBox(new, previous=[old]).open(sealed) == "site-secret"
+    fresh = rotated_tokens.issue(site_id="s", visitor_id="v", verified=False)
+    assert jwt.get_unverified_header(fresh)["kid"] != jwt.get_unverified_header(token)["kid"]
+    with pytest.raises(AppError):
+        AccessTokens(new, 600).decode(token)  # once the old key is dropped, so are its tokens

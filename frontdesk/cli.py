@@ -88,6 +88,7 @@ def serve(
 
     from frontdesk.logs import configure_logging
     from frontdesk.main import create_app
+    from frontdesk.server import uvicorn_config
 
     overrides: dict[str, Any] = {"seed_demo": True} if demo else {}
     settings = load_settings(**overrides)
@@ -99,15 +100,8 @@ def serve(
         f"FrontDesk on http://{bind_host}:{bind_port}\n"
         f"  demo page  {url}/demo\n  dashboard  {url}/dashboard\n  API docs   {url}/docs"
     )
-    uvicorn.run(
-        create_app(settings),
-        host=bind_host,
-        port=bind_port,
-        log_level=settings.log_level,
-        log_config=None,  # uvicorn's loggers propagate to the JSON handler
-        proxy_headers=False,
-        ws_per_message_deflate=False,
-    )
+    config = uvicorn_config(create_app(settings), settings, host=bind_host, port=bind_port)
+    uvicorn.Server(config).run()
 
 
 @admin_app.command("create")

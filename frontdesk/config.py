@@ -50,6 +50,18 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     answer_timeout_s: float = Field(default=60.0, gt=0)
     db_pool_size: int = Field(default=10, ge=1)
+    ws_heartbeat_s: float = Field(default=25.0, gt=0, description="Protocol ping interval.")
+    ws_pong_timeout_s: float = Field(default=20.0, gt=0)
+    ws_auth_timeout_s: float = Field(default=10.0, gt=0)
+    ws_max_frame_bytes: int = Field(default=64 * 1024, ge=1024)
+    ws_send_queue_bytes: int = Field(default=1 << 20, ge=4096)
+    ws_delta_flush_ms: float = Field(default=25.0, ge=0, le=1000)
+    ws_per_message_deflate: bool = False
+    ws_max_per_ip: int = Field(default=50, ge=1)
+    ws_max_per_site: int = Field(default=10_000, ge=1)
+    ws_max_per_process: int = Field(default=20_000, ge=1)
+    events_window_size: int = Field(default=10_000, ge=1)
+    events_window_age_s: int = Field(default=24 * 3600, ge=1)
     seed_demo: bool = False
     log_level: str = "info"
 

@@ -29,6 +29,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from frontdesk.config import Settings
 
 PENDING_EVENTS = "pending_events"
+EVENT_LOCK = 0x4644_4556  # "FDEV": the advisory lock that orders event offsets
 
 
 class EventPublisher(Protocol):
@@ -101,6 +102,7 @@ class Database:
             session.info[PENDING_EVENTS] = []
             try:
                 yield session
+                await self._write_events(session)
                 await session.commit()
             except BaseException:
                 await session.rollback()
@@ -109,6 +111,21 @@ class Database:
             events = session.info.pop(PENDING_EVENTS, [])
         if events and self.publisher is not None:
             await self.publisher.publish_events(events)
+
+    async def _write_events(self, session: AsyncSession) -> None:
+        """Insert the recorded events last, so offsets follow commit order.
+
+        On PostgreSQL a transaction-level advisory lock is held from here to the commit: offsets
+        are taken and committed one transaction at a time, so a reader that has seen offset N
+        will never later find a smaller offset appear. SQLite writers are serial already.
+        """
+        events = session.info.get(PENDING_EVENTS)
+        if not events:
+            return
+        if self.dialect == "postgresql":
+            await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": EVENT_LOCK})
+        session.add_all(events)
+        await session.flush()
 
     @asynccontextmanager
     async def read_scope(self) -> AsyncIterator[AsyncSession]:

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 
 from frontdesk import __version__
-from frontdesk.api import frame, health, pages
+from frontdesk.api import frame, health, pages, realtime
 from frontdesk.api.cors import WidgetCors
 from frontdesk.api.middleware import BodyLimit, SecurityHeaders
 from frontdesk.api.v1 import api_keys, audit, auth, knowledge, operators, sites
@@ -22,7 +21,6 @@ from frontdesk.api.widget import conversations, events, sessions
 from frontdesk.config import Settings, load_settings
 from frontdesk.demo_site import ensure_demo_site
 from frontdesk.errors import install_error_handlers
-from frontdesk.security.origins import normalise_origin
 from frontdesk.services import Services
 
 DESCRIPTION = """
@@ -67,9 +65,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(pages.router)
     app.include_router(frame.router)
+    app.include_router(realtime.router)
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    own = urlsplit(settings.public_url)
-    app.add_middleware(WidgetCors, own_origin=normalise_origin(f"{own.scheme}://{own.netloc}"))
+    app.add_middleware(WidgetCors)
     app.add_middleware(SecurityHeaders, hsts=settings.public_url.startswith("https://"))
     return app

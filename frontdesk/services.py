@@ -5,14 +5,17 @@ Routers reach them through `api.deps`; tests build their own app and so their ow
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from frontdesk.config import Settings
 from frontdesk.db import Database
 from frontdesk.events.dispatch import EventDispatcher
-from frontdesk.queries.sites import SiteDirectory
+from frontdesk.queries.sites import KnownOrigins, SiteDirectory
 from frontdesk.realtime.broker import Broker, MemoryBroker
+from frontdesk.realtime.limits import ConnectionLimits
+from frontdesk.realtime.redis_broker import RedisBroker
 from frontdesk.security.keys import SecretBox
 from frontdesk.security.operator_sessions import CsrfTokens
 from frontdesk.security.ratelimit import (
@@ -48,11 +51,14 @@ class Services:
     csrf: CsrfTokens
     turns: TurnRunner
     limiter: RateLimiter
+    known_origins: KnownOrigins
+    connection_limits: ConnectionLimits
     redis: Redis | None = None
+    realtime_stats: Counter[str] = field(default_factory=Counter)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
-        broker: Broker = MemoryBroker()
+        broker: Broker = RedisBroker(settings.redis_url) if settings.redis_url else MemoryBroker()
         db = Database(settings, publisher=EventDispatcher(broker))
         redis = connect_redis(settings.redis_url) if settings.redis_url else None
         store: RateLimitStore = (
@@ -70,6 +76,12 @@ class Services:
             csrf=CsrfTokens(settings.server_key),
             turns=TurnRunner(db, broker, timeout_s=settings.answer_timeout_s),
             limiter=RateLimiter(store),
+            known_origins=KnownOrigins(db, settings.public_url),
+            connection_limits=ConnectionLimits(
+                per_ip=settings.ws_max_per_ip,
+                per_site=settings.ws_max_per_site,
+                per_process=settings.ws_max_per_process,
+            ),
             redis=redis,
         )
 

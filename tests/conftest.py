@@ -210,3 +210,29 @@ async def visitor(client: httpx.AsyncClient, site: SiteInfo) -> Visitor:
 @pytest.fixture
 def docs_dir() -> Iterator[Path]:
     yield Path(__file__).parent / "fixtures" / "kb"
+
+
+@pytest.fixture
+async def live_server(app: FastAPI, settings: Settings) -> AsyncIterator[str]:
+    """The app behind a real uvicorn server on loopback (WebSockets need one)."""
+    import socket
+
+    import uvicorn
+
+    from frontdesk.server import uvicorn_config
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = uvicorn_config(app, settings, host="127.0.0.1", port=port)
+    config.lifespan = "off"  # the app fixture already runs the lifespan
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    for _ in range(500):
+        if server.started:
+            break
+        await asyncio.sleep(0.01)
+    yield f"127.0.0.1:{port}"
+    server.should_exit = True
+    await asyncio.wait_for(task, 15)

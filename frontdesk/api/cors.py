@@ -7,47 +7,21 @@ route. Widget calls carry a bearer token, not cookies, so credentials are never 
 
 from __future__ import annotations
 
-import time
-
 import orjson
-from sqlalchemy import select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from frontdesk.models import Site
-from frontdesk.security.origins import origin_allowed
 
 WIDGET_PREFIX = "/api/widget/"
 ALLOW_METHODS = b"GET, POST, OPTIONS"
 ALLOW_HEADERS = b"Authorization, Content-Type, Accept, Last-Event-ID"
 
 
-class KnownOrigins:
-    """Every site's allowed origins, re-read every few seconds."""
-
-    def __init__(self, ttl_s: float = 5.0) -> None:
-        self.ttl_s = ttl_s
-        self._expires = 0.0
-        self._origins: list[str] = []
-
-    async def get(self, scope: Scope) -> list[str]:
-        now = time.monotonic()
-        if now >= self._expires:
-            services = scope["app"].state.services
-            async with services.db.read_scope() as session:
-                rows = (await session.execute(select(Site.allowed_origins))).scalars().all()
-            self._origins = sorted({o for row in rows for o in row})
-            self._expires = now + self.ttl_s
-        return self._origins
-
-
 class WidgetCors:
-    def __init__(self, app: ASGIApp, *, own_origin: str) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.own_origin = own_origin
-        self.known = KnownOrigins()
 
     async def _allowed(self, scope: Scope, origin: str) -> bool:
-        return origin_allowed(origin, [self.own_origin, *await self.known.get(scope)])
+        allowed: bool = await scope["app"].state.services.known_origins.allows(origin)
+        return allowed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(WIDGET_PREFIX):

@@ -1,7 +1,8 @@
 """Recording events inside a unit of work.
 
-Only actions call `record_event`. The row is written in the caller's transaction and the event is
-queued on the session; `Database.session_scope` publishes the queue after a successful commit.
+Only actions call `record_event`. The event is queued on the session; `Database.session_scope`
+writes the queue in the same transaction just before committing, and publishes it after the
+commit.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def record_event(
     record = EventRecord(
         id=new_id("evt"), type=type_, at=utcnow(), site_id=site_id, actor=actor, data=data
     )
-    session.add(record)
+    # Inserted by the unit of work just before commit (see Database._write_events).
     pending = session.info.get(PENDING_EVENTS)
     if pending is None:
         raise RuntimeError("record_event needs a session from Database.session_scope()")

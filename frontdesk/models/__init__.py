@@ -7,6 +7,7 @@ from frontdesk.models.conversation import Conversation, Message, message_public
 from frontdesk.models.event import EventRecord
 from frontdesk.models.knowledge import KnowledgeChunk, KnowledgeDocument
 from frontdesk.models.site import Site
+from frontdesk.models.system import SystemMeta
 from frontdesk.models.visitor import RefreshToken, Visitor
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "OperatorSession",
     "RefreshToken",
     "Site",
+    "SystemMeta",
     "Visitor",
     "message_public",
     "utcnow",

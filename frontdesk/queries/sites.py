@@ -10,12 +10,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk.db import Database
 from frontdesk.errors import AppError
 from frontdesk.models import Site
+from frontdesk.security.origins import normalise_origin, origin_allowed
 
 
 def site_not_found() -> AppError:
@@ -78,3 +81,30 @@ class SiteDirectory:
 
     def invalidate(self, site_id: str) -> None:
         self._entries.pop(site_id, None)
+
+
+class KnownOrigins:
+    """Every origin some site allows, plus FrontDesk's own; re-read every few seconds.
+
+    Used where no site is known yet: CORS preflights and the WebSocket handshake.
+    """
+
+    def __init__(self, db: Database, public_url: str, ttl_s: float = 5.0) -> None:
+        own = urlsplit(public_url)
+        self.own_origin = normalise_origin(f"{own.scheme}://{own.netloc}")
+        self.db = db
+        self.ttl_s = ttl_s
+        self._expires = 0.0
+        self._origins: list[str] = []
+
+    async def origins(self) -> list[str]:
+        now = time.monotonic()
+        if now >= self._expires:
+            async with self.db.read_scope() as session:
+                rows = (await session.execute(select(Site.allowed_origins))).scalars().all()
+            self._origins = [self.own_origin, *sorted({o for row in rows for o in row})]
+            self._expires = now + self.ttl_s
+        return self._origins
+
+    async def allows(self, origin: str) -> bool:
+        return origin_allowed(origin, await self.origins())

@@ -12,6 +12,10 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
+RESYNC = b""
+"""Delivered to every subscription after the broker lost publications (e.g. Redis came back):
+the subscriber must repair from the database."""
+
 
 class Subscription(Protocol):
     def __aiter__(self) -> AsyncIterator[bytes]: ...
@@ -73,6 +77,15 @@ class MemoryBroker:
     async def publish(self, channel: str, payload: bytes) -> None:
         for subscription in tuple(self._channels.get(channel, ())):
             subscription.offer(payload)
+
+    def resync_all(self) -> None:
+        for subscriptions in self._channels.values():
+            for subscription in subscriptions:
+                subscription.offer(RESYNC)
+
+    @property
+    def channels(self) -> list[str]:
+        return list(self._channels)
 
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[_QueueSubscription]:

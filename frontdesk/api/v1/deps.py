@@ -36,7 +36,7 @@ from frontdesk.services import Services
 TOUCH_EVERY = timedelta(seconds=60)
 
 
-async def _from_api_key(services: Services, key: str, ip: str | None) -> Principal:
+async def principal_from_api_key(services: Services, key: str, ip: str | None) -> Principal:
     if not looks_valid(key):
         raise unauthorized("The API key is invalid.")
     async with services.db.read_scope() as session:
@@ -55,29 +55,32 @@ async def _from_api_key(services: Services, key: str, ip: str | None) -> Princip
     return api_key_principal(row.id, list(row.scopes), row.site_id, ip)
 
 
+def same_origin(services: Services, origin: str) -> bool:
+    own = urlsplit(services.settings.public_url)
+    try:
+        return normalise_origin(origin) == normalise_origin(f"{own.scheme}://{own.netloc}")
+    except ValueError:
+        return False
+
+
 def _check_csrf(request: Request, services: Services, session_hash: str) -> None:
     if request.method in SAFE_METHODS:
         return
     if request.headers.get("sec-fetch-site") == "cross-site":
         raise forbidden("Cross-site requests are not allowed.")
     origin = request.headers.get("origin")
-    if origin is not None:
-        own = urlsplit(services.settings.public_url)
-        try:
-            same = normalise_origin(origin) == normalise_origin(f"{own.scheme}://{own.netloc}")
-        except ValueError:
-            same = False
-        if not same:
-            raise forbidden("Requests from another origin are not allowed.")
+    if origin is not None and not same_origin(services, origin):
+        raise forbidden("Requests from another origin are not allowed.")
     if not services.csrf.valid(
         session_hash, request.headers.get(CSRF_HEADER), request.cookies.get(CSRF_COOKIE)
     ):
         raise forbidden("The CSRF token is missing or invalid.")
 
 
-async def _from_session(
-    request: Request, services: Services, token: str, ip: str | None
-) -> Principal:
+async def principal_from_session(
+    services: Services, token: str, ip: str | None
+) -> tuple[Principal, str]:
+    """The operator behind a session cookie, and the session's hash (for the CSRF check)."""
     token_hash = sha256_hex(token)
     async with services.db.read_scope() as session:
         stmt = (
@@ -91,7 +94,6 @@ async def _from_session(
     row, operator = found
     if not session_alive(row) or operator.disabled:
         raise unauthorized("The session has ended; sign in again.")
-    _check_csrf(request, services, token_hash)
     if row.last_seen_at + TOUCH_EVERY < utcnow():
         async with services.db.session_scope() as session:
             await session.execute(
@@ -99,7 +101,7 @@ async def _from_session(
                 .where(OperatorSession.id == row.id)
                 .values(last_seen_at=utcnow())
             )
-    return operator_principal(operator.id, operator.role, ip)
+    return operator_principal(operator.id, operator.role, ip), token_hash
 
 
 async def current_principal(request: Request, services: ServicesDep) -> Principal:
@@ -109,10 +111,12 @@ async def current_principal(request: Request, services: ServicesDep) -> Principa
         token = bearer_token(request)
         if not token.startswith(PREFIX):
             raise unauthorized("Use an API key (fd_…) or sign in.")
-        return await _from_api_key(services, token, ip)
+        return await principal_from_api_key(services, token, ip)
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
-        return await _from_session(request, services, cookie, ip)
+        principal, session_hash = await principal_from_session(services, cookie, ip)
+        _check_csrf(request, services, session_hash)
+        return principal
     raise unauthorized("Use an API key (fd_…) or sign in.")
 
 

@@ -9,9 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from frontdesk.actions.conversations import do_start_conversation
-from frontdesk.actions.messages import check_client_id, check_message_text, do_create_message
 from frontdesk.api.deps import ServicesDep, VisitorSite, WidgetVisitor, request_ip
-from frontdesk.api.limits import enforce_message_limits
 from frontdesk.api.sse import sse_response, wants_event_stream
 from frontdesk.api.widget.schemas import (
     ConversationCreated,
@@ -21,6 +19,7 @@ from frontdesk.api.widget.schemas import (
     MessageCreate,
     MessagePage,
 )
+from frontdesk.chat import accept_visitor_message
 from frontdesk.models import Message, message_public
 from frontdesk.queries.conversations import (
     access_conversation,
@@ -122,21 +121,16 @@ async def post_message(
     With `Accept: text/event-stream` the response streams the stored message, the answer's
     `delta`s, the final `message` and `message_end` as SSE events.
     """
-    text = check_message_text(body.text, max_chars=services.settings.max_message_chars)
-    client_id = check_client_id(body.client_id)
-    await enforce_message_limits(services, site, visitor.visitor_id, request_ip(request, services))
-    async with services.db.session_scope() as session:
-        await access_conversation(session, visitor, conversation_id)
-        stored = await do_create_message(
-            session,
-            conversation_id=conversation_id,
-            role="visitor",
-            text=text,
-            client_id=client_id,
-        )
-    turn = services.turns.get(stored.message.id)
-    if stored.created and stored.conversation.handler == "bot":
-        turn = services.turns.start(site, visitor.visitor_id, stored.message)
+    accepted = await accept_visitor_message(
+        services,
+        site,
+        visitor,
+        conversation_id=conversation_id,
+        client_id=body.client_id,
+        text=body.text,
+        ip=request_ip(request, services),
+    )
+    stored, turn = accepted.stored, accepted.turn
     if wants_event_stream(request.headers.get("accept")):
         return sse_response(_frames(services, stored.message, turn))
     return JSONResponse({"message": message_public(stored.message)}, status_code=202)

@@ -1,0 +1,301 @@
+"""`/ws/chat`: one visitor connection (docs/protocol.md, "Widget WebSocket").
+
+Life of a connection: the handshake's `Origin` must be one some site allows (else 4403); the first
+frame must be `auth` within the auth timeout (else 4408) with a valid access token (else 4401)
+whose site allows the origin (else 4403); connection limits apply (4429). Then `join`, `send`,
+`typing`, `ping` in any order. Frames are answered on the connection's `Outbox`; every joined
+conversation has a `ConversationFeed` that keeps delivery complete and ordered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from frontdesk.api.deps import check_origin
+from frontdesk.chat import accept_visitor_message
+from frontdesk.errors import AppError
+from frontdesk.queries.conversations import access_conversation
+from frontdesk.queries.sites import SiteView
+from frontdesk.realtime.feed import ConversationFeed
+from frontdesk.realtime.frames import (
+    CLOSE_AUTH_TIMEOUT,
+    CLOSE_ORIGIN,
+    CLOSE_RATE_LIMITED,
+    CLOSE_SLOW_CONSUMER,
+    CLOSE_UNAUTHORIZED,
+    Auth,
+    Join,
+    Leave,
+    Ping,
+    Send,
+    Typing,
+    chat_frames,
+    error_frame,
+)
+from frontdesk.realtime.outbox import Outbox
+from frontdesk.security.tokens import VisitorClaims
+from frontdesk.services import Services
+
+log = logging.getLogger(__name__)
+MAX_JOINED = 20
+ABUSE_LIMIT = 10  # rate-limited frames within ABUSE_WINDOW_S before the socket is closed
+ABUSE_WINDOW_S = 60.0
+
+
+class Close(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class ChatSocket:
+    def __init__(self, ws: WebSocket, services: Services, ip: str | None) -> None:
+        self.ws = ws
+        self.services = services
+        self.settings = services.settings
+        self.ip = ip
+        self.origin = ws.headers.get("origin")
+        self.claims: VisitorClaims | None = None
+        self.site: SiteView | None = None
+        self.feeds: dict[str, ConversationFeed] = {}
+        self.outbox = Outbox(
+            self._write,
+            max_bytes=self.settings.ws_send_queue_bytes,
+            flush_ms=self.settings.ws_delta_flush_ms,
+            on_overflow=self._overflowed,
+        )
+        self._rate_limited_at: list[float] = []
+        self._expiry: asyncio.TimerHandle | None = None
+
+    async def _write(self, text: str) -> None:
+        await self.ws.send_text(text)
+
+    async def _overflowed(self) -> None:
+        self.services.realtime_stats["slow_consumers"] += 1
+        await self._close(CLOSE_SLOW_CONSUMER, "too slow: send queue full")
+
+    async def _close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.ws.close(code=code, reason=reason)
+
+    async def run(self) -> None:
+        await self.ws.accept()
+        limits = self.services.connection_limits
+        acquired = False
+        try:
+            await self._check_handshake_origin()
+            await self._authenticate()
+            assert self.claims is not None
+            acquired = limits.acquire(self.ip, self.claims.site_id)
+            if not acquired:
+                raise Close(CLOSE_RATE_LIMITED, "too many connections")
+            self.outbox.start()
+            self.outbox.send(
+                {
+                    "type": "ready",
+                    "visitor_id": self.claims.visitor_id,
+                    "heartbeat_s": self.settings.ws_heartbeat_s,
+                }
+            )
+            self._schedule_expiry()
+            await self._loop()
+        except Close as close:
+            await self.outbox.drain(0.5)
+            await self._close(close.code, close.reason)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            if acquired:
+                limits.release(self.ip, self.claims.site_id if self.claims else None)
+            if self._expiry is not None:
+                self._expiry.cancel()
+            for feed in self.feeds.values():
+                await feed.stop()
+            await self.outbox.stop()
+
+    async def _check_handshake_origin(self) -> None:
+        if self.origin is None:
+            return  # native clients; the site decides after auth
+        if not await self.services.known_origins.allows(self.origin):
+            raise Close(CLOSE_ORIGIN, "origin not allowed")
+
+    async def _receive(self) -> dict[str, Any] | None:
+        """The next frame as a dict, or None (after an error frame) when it is not JSON."""
+        text = await self.ws.receive_text()
+        try:
+            frame = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            frame = None
+        if not isinstance(frame, dict):
+            self.outbox.send(error_frame("invalid_request", "Frames are JSON objects."))
+            return None
+        return frame
+
+    async def _authenticate(self) -> None:
+        try:
+            text = await asyncio.wait_for(self.ws.receive_text(), self.settings.ws_auth_timeout_s)
+        except TimeoutError as exc:
+            raise Close(CLOSE_AUTH_TIMEOUT, "no auth frame in time") from exc
+        try:
+            frame = Auth.model_validate_json(text)
+        except ValidationError as exc:
+            raise Close(CLOSE_UNAUTHORIZED, "the first frame must be auth") from exc
+        await self._apply_auth(frame)
+
+    async def _apply_auth(self, frame: Auth) -> None:
+        try:
+            claims = self.services.tokens.decode(frame.access_token or "")
+            site = await self.services.sites.get(claims.site_id)
+        except AppError as exc:
+            raise Close(CLOSE_UNAUTHORIZED, exc.code) from exc
+        if self.claims is not None and claims.visitor_id != self.claims.visitor_id:
+            raise Close(CLOSE_UNAUTHORIZED, "a connection belongs to one visitor")
+        try:
+            check_origin(self.services, site, self.origin)
+        except AppError as exc:
+            raise Close(CLOSE_ORIGIN, "origin not allowed") from exc
+        self.claims, self.site = claims, site
+
+    def _schedule_expiry(self) -> None:
+        """Close with 4401 when the access token expires, unless a fresh `auth` came first."""
+        assert self.claims is not None
+        if self._expiry is not None:
+            self._expiry.cancel()
+        delay = max(0.0, self.claims.expires_at - time.time())
+        loop = asyncio.get_running_loop()
+        self._expiry = loop.call_later(
+            delay, lambda: loop.create_task(self._close(CLOSE_UNAUTHORIZED, "token expired"))
+        )
+
+    async def _loop(self) -> None:
+        while True:
+            raw = await self._receive()
+            if raw is None:
+                continue
+            try:
+                frame = chat_frames.validate_python(raw)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first.get("loc", ()))
+                self.outbox.send(
+                    error_frame("invalid_request", f"{where}: {first.get('msg')}".strip(": "))
+                )
+                continue
+            await self._dispatch(frame)
+
+    async def _dispatch(self, frame: Auth | Join | Leave | Send | Typing | Ping) -> None:
+        if isinstance(frame, Ping):
+            self.outbox.send({"type": "pong"})
+        elif isinstance(frame, Auth):
+            await self._apply_auth(frame)
+            self._schedule_expiry()
+        elif isinstance(frame, Join):
+            await self._join(frame)
+        elif isinstance(frame, Leave):
+            feed = self.feeds.pop(frame.conversation_id, None)
+            if feed is not None:
+                await feed.stop()
+        elif isinstance(frame, Send):
+            await self._send(frame)
+        else:
+            await self._typing(frame)
+
+    async def _check_access(self, conversation_id: str) -> bool:
+        assert self.claims is not None
+        try:
+            async with self.services.db.read_scope() as session:
+                await access_conversation(session, self.claims, conversation_id)
+        except AppError as exc:
+            frame = error_frame(exc.code, exc.message, conversation_id=conversation_id)
+            self.outbox.send(frame)
+            return False
+        return True
+
+    async def _join(self, frame: Join) -> None:
+        if not await self._check_access(frame.conversation_id):
+            return
+        previous = self.feeds.pop(frame.conversation_id, None)
+        if previous is not None:
+            await previous.stop()
+        if len(self.feeds) >= MAX_JOINED:
+            self.outbox.send(error_frame("invalid_request", f"Join at most {MAX_JOINED}."))
+            return
+        feed = ConversationFeed(
+            frame.conversation_id,
+            db=self.services.db,
+            broker=self.services.broker,
+            outbox=self.outbox,
+            after_seq=frame.after_seq,
+        )
+        self.feeds[frame.conversation_id] = feed
+        messages, has_more = await feed.start()
+        self.outbox.send(
+            {
+                "type": "joined",
+                "conversation_id": frame.conversation_id,
+                "messages": messages,
+                "has_more": has_more,
+                "last_seq": feed.last_seq,
+            }
+        )
+        feed.release()
+
+    async def _send(self, frame: Send) -> None:
+        assert self.claims is not None and self.site is not None
+        try:
+            accepted = await accept_visitor_message(
+                self.services,
+                self.site,
+                self.claims,
+                conversation_id=frame.conversation_id,
+                client_id=frame.client_id,
+                text=frame.text,
+                ip=self.ip,
+            )
+        except AppError as exc:
+            extra: dict[str, Any] = {"client_id": frame.client_id}
+            if exc.code == "rate_limited":
+                extra["retry_after"] = int(exc.headers.get("Retry-After", "1"))
+                self._note_rate_limited()
+            self.outbox.send(error_frame(exc.code, exc.message, **extra))
+            return
+        message = accepted.stored.message
+        self.outbox.send(
+            {
+                "type": "ack",
+                "client_id": frame.client_id,
+                "message_id": message.id,
+                "seq": message.seq,
+            }
+        )
+
+    def _note_rate_limited(self) -> None:
+        now = time.monotonic()
+        self._rate_limited_at = [t for t in self._rate_limited_at if now - t < ABUSE_WINDOW_S]
+        self._rate_limited_at.append(now)
+        if len(self._rate_limited_at) > ABUSE_LIMIT:
+            raise Close(CLOSE_RATE_LIMITED, "rate limited")
+
+    async def _typing(self, frame: Typing) -> None:
+        if frame.conversation_id not in self.feeds:
+            return  # typing is only relayed for conversations this connection has joined
+        payload = {
+            "kind": "typing",
+            "frame": {
+                "type": "typing",
+                "conversation_id": frame.conversation_id,
+                "role": "visitor",
+            },
+        }
+        await self.services.broker.publish(
+            f"conversation:{frame.conversation_id}", orjson.dumps(payload)
+        )

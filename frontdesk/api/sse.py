@@ -12,8 +12,12 @@ SSE_HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "
 
 
 def sse_frame(frame: dict[str, Any]) -> bytes:
-    """One SSE event named after the frame's type, with the frame as its data."""
-    return b"event: " + str(frame["type"]).encode() + b"\ndata: " + orjson.dumps(frame) + b"\n\n"
+    """One SSE event named after the frame's type, with the frame as its data; a persisted
+    message carries its `seq` as the event id, so `Last-Event-ID` resumes after it."""
+    head = b"event: " + str(frame["type"]).encode() + b"\n"
+    if frame.get("type") == "message" and isinstance(frame.get("message"), dict):
+        head += b"id: " + str(frame["message"].get("seq", "")).encode() + b"\n"
+    return head + b"data: " + orjson.dumps(frame) + b"\n\n"
 
 
 def sse_response(frames: AsyncIterator[dict[str, Any]]) -> StreamingResponse:

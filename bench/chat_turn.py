@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import os
 import platform
@@ -80,6 +81,7 @@ class Config:
     database_url: str | None
     pin: bool
     json_out: Path | None
+    same_ip: bool
 
     @property
     def db_kind(self) -> str:
@@ -103,6 +105,7 @@ class TurnResult:
     error: str | None = None
     fallback: bool = False
     answered: bool = False
+    detail: str | None = None
 
 
 @dataclass(slots=True)
@@ -112,12 +115,18 @@ class Tally:
     turns: list[TurnResult] = field(default_factory=list)
     setup_ms: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
+    error_examples: dict[str, str] = field(default_factory=dict)
     turns_started: int = 0
 
     def add(self, result: TurnResult) -> None:
         self.turns.append(result)
         if result.error:
-            self.errors[result.error] += 1
+            self.error(result.error, result.detail)
+
+    def error(self, kind: str, detail: str | None = None) -> None:
+        self.errors[kind] += 1
+        if detail:
+            self.error_examples.setdefault(kind, detail[:300])
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +141,7 @@ class LoadOutcome:
     tally: Tally
     elapsed_s: float
     timed_out: bool
-    client_cpu_s: float
-    server_cpu_s: float | None
+    cpu_s: dict[str, float | None]
 
 
 # --- arguments -------------------------------------------------------------------------------
@@ -157,6 +165,11 @@ def parse_args(argv: list[str] | None) -> Config:
         f"drops a fresh database named {BENCH_DATABASE} there. Default: SQLite in a temp dir.",
     )
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="no CPU pinning")
+    parser.add_argument(
+        "--same-ip",
+        action="store_true",
+        help="all visitors from 127.0.0.1 (default: one address each, via X-Forwarded-For)",
+    )
     parser.add_argument("--json-out", type=Path, default=None, help="where to write the JSON")
     args = parser.parse_args(argv)
     if args.visitors < 1 or args.messages < 1:
@@ -172,6 +185,7 @@ def parse_args(argv: list[str] | None) -> Config:
         database_url=args.database_url,
         pin=args.pin,
         json_out=args.json_out,
+        same_ip=args.same_ip,
     )
 
 
@@ -249,6 +263,8 @@ def server_env(data_dir: Path, port: int, database_url: str | None) -> dict[str,
         "FRONTDESK_DATA_DIR": str(data_dir),
         "FRONTDESK_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "FRONTDESK_LOG_LEVEL": "warning",
+        # The bench plays the reverse proxy: it tells the server each visitor's own address.
+        "FRONTDESK_TRUSTED_PROXIES": "127.0.0.1",
     }
     if database_url:
         env["FRONTDESK_DATABASE_URL"] = database_url
@@ -331,9 +347,61 @@ def process_cpu_s(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def system_busy_cpu_s() -> float | None:
+    """CPU seconds all processes on the machine have used (busy, not idle/iowait), from /proc."""
+    try:
+        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def own_cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def bench_database_backends() -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend serving the bench database (empty for SQLite)."""
+    found: dict[int, float] = {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if cmdline.startswith("postgres") and f" {BENCH_DATABASE} " in cmdline:
+            cpu = process_cpu_s(int(proc.name))
+            if cpu is not None:
+                found[int(proc.name)] = cpu
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class CpuSnapshot:
+    server: float | None
+    client: float
+    database: dict[int, float]
+    system: float | None
+
+    @classmethod
+    def take(cls, server_pid: int) -> CpuSnapshot:
+        return cls(
+            process_cpu_s(server_pid), own_cpu_s(), bench_database_backends(), system_busy_cpu_s()
+        )
+
+    def since(self, before: CpuSnapshot) -> dict[str, float | None]:
+        """CPU seconds used between two snapshots: by the server, this client, the database's
+        backends, and everything else on the machine (a noisy neighbour when non-zero)."""
+        server = None
+        if self.server is not None and before.server is not None:
+            server = self.server - before.server
+        client = self.client - before.client
+        database = sum(cpu - before.database.get(pid, 0.0) for pid, cpu in self.database.items())
+        other = None
+        if server is not None and self.system is not None and before.system is not None:
+            other = max(0.0, self.system - before.system - server - client - database)
+        return {"server": server, "client": client, "database": database, "other": other}
 
 
 # --- one visitor ---------------------------------------------------------------------------
@@ -388,22 +456,33 @@ def describe(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-async def start_visitor(client: httpx.AsyncClient) -> tuple[dict[str, str], str]:
-    """A visitor session and a conversation: (auth headers, conversation id)."""
-    session = await client.post(f"{API}/sessions", json={"site_id": SITE_ID})
+def visitor_address(index: int) -> str:
+    """A distinct client address per visitor, from the benchmarking range 198.18.0.0/15."""
+    return str(ipaddress.IPv4Address("198.18.0.1") + index)
+
+
+async def start_visitor(
+    client: httpx.AsyncClient, headers: dict[str, str]
+) -> tuple[dict[str, str], str]:
+    """A visitor session and a conversation: (the visitor's headers with auth, conversation id)."""
+    session = await client.post(f"{API}/sessions", json={"site_id": SITE_ID}, headers=headers)
     session.raise_for_status()
-    auth = {"Authorization": f"Bearer {session.json()['access_token']}"}
-    conversation = await client.post(f"{API}/conversations", headers=auth)
+    headers = {**headers, "Authorization": f"Bearer {session.json()['access_token']}"}
+    conversation = await client.post(f"{API}/conversations", headers=headers)
     conversation.raise_for_status()
-    return auth, str(conversation.json()["id"])
+    return headers, str(conversation.json()["id"])
 
 
 async def chat_turn(
-    client: httpx.AsyncClient, auth: dict[str, str], conversation_id: str, text: str, limit_s: float
+    client: httpx.AsyncClient,
+    visitor: dict[str, str],
+    conversation_id: str,
+    text: str,
+    limit_s: float,
 ) -> TurnResult:
     """Send one message and read its answer stream to the end."""
     body = {"client_id": str(uuid.uuid4()), "text": text}
-    headers = {**auth, "Accept": "text/event-stream"}
+    headers = {**visitor, "Accept": "text/event-stream"}
     url = f"{API}/conversations/{conversation_id}/messages"
     sent = time.perf_counter()
     ttfb_ms: float | None = None
@@ -419,7 +498,9 @@ async def chat_turn(
                     parsed, buffer = parse_sse(buffer + chunk)
                     events.extend(parsed)
     except (httpx.HTTPError, TimeoutError, ValueError) as exc:
-        return TurnResult(ttfb_ms, error=describe(exc))
+        phase = "before" if ttfb_ms is None else "after"
+        detail = f"{type(exc).__name__} {phase} the first byte: {exc!r}"
+        return TurnResult(ttfb_ms, error=describe(exc), detail=detail)
     if ttfb_ms is None:
         return TurnResult(error="empty response")
     return judge_turn(events, ttfb_ms, (time.perf_counter() - sent) * 1000)
@@ -434,9 +515,10 @@ async def run_visitor(client: httpx.AsyncClient, cfg: Config, index: int, tally:
     await asyncio.sleep(cfg.ramp_s * index / cfg.visitors)
     began = time.perf_counter()
     try:
-        auth, conversation_id = await start_visitor(client)
+        own = {} if cfg.same_ip else {"X-Forwarded-For": visitor_address(index)}
+        visitor, conversation_id = await start_visitor(client, own)
     except (httpx.HTTPError, KeyError, ValueError) as exc:
-        tally.errors[f"setup: {describe(exc)}"] += 1
+        tally.error(f"setup: {describe(exc)}", repr(exc))
         return
     tally.setup_ms.append((time.perf_counter() - began) * 1000)
     for n in range(cfg.messages):
@@ -444,7 +526,8 @@ async def run_visitor(client: httpx.AsyncClient, cfg: Config, index: int, tally:
             await asyncio.sleep(think_s(rng, cfg.think_ms))
         tally.turns_started += 1
         question = QUESTIONS[(index + n) % len(QUESTIONS)]
-        tally.add(await chat_turn(client, auth, conversation_id, question, cfg.request_timeout_s))
+        turn = await chat_turn(client, visitor, conversation_id, question, cfg.request_timeout_s)
+        tally.add(turn)
 
 
 # --- the load ------------------------------------------------------------------------------
@@ -459,7 +542,7 @@ async def run_load(cfg: Config, server: Server) -> LoadOutcome:
     async with httpx.AsyncClient(
         base_url=server.url, headers={"Origin": ORIGIN}, limits=limits, timeout=timeout, http1=True
     ) as client:
-        cpu_client, cpu_server = own_cpu_s(), process_cpu_s(server.pid)
+        cpu_before = CpuSnapshot.take(server.pid)
         started = time.perf_counter()
         tasks = [
             asyncio.create_task(run_visitor(client, cfg, i, tally)) for i in range(cfg.visitors)
@@ -469,20 +552,12 @@ async def run_load(cfg: Config, server: Server) -> LoadOutcome:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        server_after = process_cpu_s(server.pid)
+        cpu_used = CpuSnapshot.take(server.pid).since(cpu_before)
         for task in tasks:
             crash = None if task.cancelled() else task.exception()
             if crash is not None:
-                tally.errors[f"crash: {describe(crash)}"] += 1
-    return LoadOutcome(
-        tally=tally,
-        elapsed_s=elapsed,
-        timed_out=bool(pending),
-        client_cpu_s=own_cpu_s() - cpu_client,
-        server_cpu_s=None
-        if cpu_server is None or server_after is None
-        else server_after - cpu_server,
-    )
+                tally.error(f"crash: {describe(crash)}", repr(crash))
+    return LoadOutcome(tally, elapsed, bool(pending), cpu_used)
 
 
 # --- the report ----------------------------------------------------------------------------
@@ -499,10 +574,11 @@ def percentile(values: list[float], p: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
-def summary(values: list[float]) -> dict[str, float | None]:
-    def rounded(v: float | None) -> float | None:
-        return None if v is None else round(v, 2)
+def rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
 
+
+def summary(values: list[float]) -> dict[str, float | None]:
     return {
         "p50": rounded(percentile(values, 50)),
         "p95": rounded(percentile(values, 95)),
@@ -576,6 +652,7 @@ def build_report(
             "timeout_s": cfg.timeout_s,
             "request_timeout_s": cfg.request_timeout_s,
             "seed": cfg.seed,
+            "client_addresses": "127.0.0.1" if cfg.same_ip else "one per visitor (X-Forwarded-For)",
             "demo_knowledge": demo_documents(),
             "pinned": {"server_cpu": cpus[0], "client_cpu": cpus[1]} if cpus else None,
         },
@@ -585,6 +662,7 @@ def build_report(
             "turns_completed": len(ok),
             "errors": errors,
             "error_kinds": dict(tally.errors.most_common()),
+            "error_examples": tally.error_examples,
             "fallback_answers": sum(t.fallback for t in ok),
             "knowledge_answers": sum(t.answered for t in ok),
             "timed_out": outcome.timed_out,
@@ -595,10 +673,7 @@ def build_report(
             "ttfb_ms": summary([t.ttfb_ms for t in ok if t.ttfb_ms is not None]),
             "ttlb_ms": summary([t.ttlb_ms for t in ok if t.ttlb_ms is not None]),
             "setup_ms": summary(tally.setup_ms),
-            "client_cpu_s": round(outcome.client_cpu_s, 2),
-            "server_cpu_s": None
-            if outcome.server_cpu_s is None
-            else round(outcome.server_cpu_s, 2),
+            "cpu_s": {name: rounded(value) for name, value in outcome.cpu_s.items()},
             "server_log": server_log,
         },
     }
@@ -632,7 +707,7 @@ def print_table(report: dict[str, Any]) -> None:
     )
     console = Console(width=max(Console().width, 150))
     console.print(table)
-    cpu = f"client CPU {res['client_cpu_s']} s, server CPU {res['server_cpu_s']} s"
+    cpu = "CPU s: " + ", ".join(f"{name} {value}" for name, value in res["cpu_s"].items())
     console.print(f"latencies in ms; wall {res['elapsed_s']} s; {cpu}")
     if res["error_kinds"]:
         console.print(f"errors: {res['error_kinds']}")

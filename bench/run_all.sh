@@ -19,7 +19,8 @@ scenario() {
     shift
     echo "== ${name}"
     # SIGTERM lets the bench stop its server and drop its database; SIGKILL 30 s later if stuck.
-    if ! timeout --signal=TERM --kill-after=30 "${RUN_TIMEOUT_S}" \
+    # --foreground: the bench stays in our process group, so Ctrl-C and group kills reach it.
+    if ! timeout --foreground --signal=TERM --kill-after=30 "${RUN_TIMEOUT_S}" \
         "${PY}" -m bench.chat_turn --timeout-s "${LOAD_TIMEOUT_S}" "$@"; then
         failed+=("${name}")
     fi

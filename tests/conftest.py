@@ -12,6 +12,7 @@ import os
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -212,8 +213,8 @@ def docs_dir() -> Iterator[Path]:
     yield Path(__file__).parent / "fixtures" / "kb"
 
 
-@pytest.fixture
-async def live_server(app: FastAPI, settings: Settings) -> AsyncIterator[str]:
+@asynccontextmanager
+async def serving(app: FastAPI, settings: Settings) -> AsyncIterator[str]:
     """The app behind a real uvicorn server on loopback (WebSockets need one)."""
     import socket
 
@@ -233,6 +234,14 @@ async def live_server(app: FastAPI, settings: Settings) -> AsyncIterator[str]:
         if server.started:
             break
         await asyncio.sleep(0.01)
-    yield f"127.0.0.1:{port}"
-    server.should_exit = True
-    await asyncio.wait_for(task, 15)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)
+
+
+@pytest.fixture
+async def live_server(app: FastAPI, settings: Settings) -> AsyncIterator[str]:
+    async with serving(app, settings) as address:
+        yield address

@@ -246,3 +246,17 @@ async def test_typing_is_relayed_to_the_other_tabs(live_server: str, visitor: Vi
     typing = await tab_b.recv_until(lambda f: f["type"] == "typing")
     assert typing[-1] == {"type": "typing", "conversation_id": conversation_id, "role": "visitor"}
     await asyncio.gather(tab_a.close(), tab_b.close())
+
+
+async def test_missing_origin_needs_native_clients(
+    live_server: str, client, services: Services, visitor: Visitor
+) -> None:  # type: ignore[no-untyped-def]
+    socket = await open_socket(live_server, origin=None)
+    await socket.send({"type": "auth", "access_token": visitor.access_token})
+    assert await socket.closed_with() == 4403
+    native = await make_site(services, name="App", options={"allow_native_clients": True})
+    app_visitor = await start_visitor(client, native.id)
+    allowed = await open_socket(live_server, origin=None)
+    await allowed.send({"type": "auth", "access_token": app_visitor.access_token})
+    assert (await allowed.recv())["type"] == "ready"
+    await allowed.close()

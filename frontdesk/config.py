@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     ws_max_per_ip: int = Field(default=50, ge=1)
     ws_max_per_site: int = Field(default=10_000, ge=1)
     ws_max_per_process: int = Field(default=20_000, ge=1)
+    responder_failure_threshold: int = Field(default=5, ge=1)
+    responder_failure_window_s: float = Field(default=60.0, gt=0)
+    responder_open_s: float = Field(default=30.0, gt=0)
+    responder_history_tokens: int = Field(default=3000, ge=100)
     events_window_size: int = Field(default=10_000, ge=1)
     events_window_age_s: int = Field(default=24 * 3600, ge=1)
     seed_demo: bool = False

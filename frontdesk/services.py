@@ -16,6 +16,8 @@ from frontdesk.queries.sites import KnownOrigins, SiteDirectory
 from frontdesk.realtime.broker import Broker, MemoryBroker
 from frontdesk.realtime.limits import ConnectionLimits
 from frontdesk.realtime.redis_broker import RedisBroker
+from frontdesk.responders.breaker import MemoryBreakerStore, RedisBreakerStore
+from frontdesk.responders.registry import ResponderFactory
 from frontdesk.security.keys import SecretBox
 from frontdesk.security.operator_sessions import CsrfTokens
 from frontdesk.security.ratelimit import (
@@ -50,6 +52,7 @@ class Services:
     tokens: AccessTokens
     csrf: CsrfTokens
     turns: TurnRunner
+    responders: ResponderFactory
     limiter: RateLimiter
     known_origins: KnownOrigins
     connection_limits: ConnectionLimits
@@ -64,17 +67,25 @@ class Services:
         store: RateLimitStore = (
             RedisRateLimitStore(redis) if redis is not None else MemoryRateLimitStore()
         )
+        box = SecretBox(settings.server_key, settings.previous_server_keys)
+        responders = ResponderFactory(
+            settings=settings,
+            box=box,
+            read_scope=db.read_scope,
+            breaker_store=RedisBreakerStore(redis) if redis is not None else MemoryBreakerStore(),
+        )
         return cls(
             settings=settings,
             db=db,
             broker=broker,
             sites=SiteDirectory(db),
-            box=SecretBox(settings.server_key, settings.previous_server_keys),
+            box=box,
+            responders=responders,
             tokens=AccessTokens(
                 settings.server_key, settings.access_token_ttl_s, settings.previous_server_keys
             ),
             csrf=CsrfTokens(settings.server_key),
-            turns=TurnRunner(db, broker, timeout_s=settings.answer_timeout_s),
+            turns=TurnRunner(db, broker, responders, timeout_s=settings.answer_timeout_s),
             limiter=RateLimiter(store),
             known_origins=KnownOrigins(db, settings.public_url),
             connection_limits=ConnectionLimits(
@@ -90,6 +101,7 @@ class Services:
 
     async def close(self) -> None:
         await self.turns.drain()
+        await self.responders.close()
         await self.broker.close()
         await self.db.dispose()
         if self.redis is not None:

@@ -18,14 +18,15 @@ from typing import Any
 import orjson
 
 from frontdesk.actions.messages import do_create_message
+from frontdesk.actions.responders import do_record_circuit_opened, do_record_responder_failure
 from frontdesk.db import Database
 from frontdesk.ids import new_id
 from frontdesk.models import Message, message_public
 from frontdesk.queries.conversations import recent_messages
 from frontdesk.queries.sites import SiteView
 from frontdesk.realtime.broker import Broker
-from frontdesk.responders.base import AnswerRequest, Delta, FinalAnswer, HistoryItem
-from frontdesk.responders.registry import build_responder
+from frontdesk.responders.base import AnswerRequest, Delta, FinalAnswer, HistoryItem, ResponderError
+from frontdesk.responders.registry import ResponderFactory
 
 log = logging.getLogger(__name__)
 HISTORY_WINDOW = 20
@@ -70,9 +71,12 @@ class Turn:
 
 
 class TurnRunner:
-    def __init__(self, db: Database, broker: Broker, *, timeout_s: float) -> None:
+    def __init__(
+        self, db: Database, broker: Broker, responders: ResponderFactory, *, timeout_s: float
+    ) -> None:
         self.db = db
         self.broker = broker
+        self.responders = responders
         self.timeout_s = timeout_s
         self._turns: dict[str, Turn] = {}
 
@@ -107,8 +111,17 @@ class TurnRunner:
             text, citations, meta = final.text, final.citations, {**final.meta}
             if final.usage:
                 meta["usage"] = final.usage
-        except Exception as exc:
-            log.warning("responder failed: %r", exc, extra={"site_id": site.id}, exc_info=True)
+            if meta.get("fallback"):
+                await turn.emit(
+                    {
+                        "type": "error",
+                        "code": "upstream_unavailable",
+                        "message": "The assistant could not answer; a fallback reply follows.",
+                        "conversation_id": turn.conversation_id,
+                    }
+                )
+        except Exception as exc:  # a bug or the overall timeout: the visitor still gets a reply
+            log.warning("answer failed: %r", exc, extra={"site_id": site.id}, exc_info=True)
             await turn.emit(
                 {
                     "type": "error",
@@ -154,21 +167,52 @@ class TurnRunner:
                 final=True,
             )
 
+    async def _record_failure(
+        self, site_id: str, conversation_id: str, responder: str, error: ResponderError
+    ) -> None:
+        async with self.db.session_scope() as session:
+            do_record_responder_failure(
+                session,
+                site_id=site_id,
+                conversation_id=conversation_id,
+                responder=responder,
+                kind=error.kind,
+                message=str(error),
+            )
+
+    async def _record_opened(self, site_id: str, responder: str) -> None:
+        async with self.db.session_scope() as session:
+            do_record_circuit_opened(session, site_id=site_id, responder=responder)
+
     async def _answer(self, site: SiteView, visitor_id: str, turn: Turn) -> FinalAnswer:
         async with self.db.read_scope() as session:
             history = await recent_messages(session, turn.conversation_id, HISTORY_WINDOW)
+        earlier = [m for m in history if m.seq < turn.visitor_message.seq]
+        upstream: dict[str, Any] = {}
+        for message in earlier:
+            if message.role == "assistant" and message.meta and "_upstream" in message.meta:
+                upstream = dict(message.meta["_upstream"])
         request = AnswerRequest(
             site_id=site.id,
             conversation_id=turn.conversation_id,
             visitor_id=visitor_id,
             question=turn.visitor_message.text,
-            history=[
-                HistoryItem(m.role, m.text) for m in history if m.seq < turn.visitor_message.seq
-            ],
+            history=[HistoryItem(m.role, m.text) for m in earlier],
             locale=site.locale,
+            site_name=site.name,
+            upstream=upstream,
         )
-        responder = build_responder(site.responder, self.db.read_scope)
-        async for item in responder.answer(request):
+
+        async def on_failure(responder: str, error: ResponderError) -> None:
+            await self._record_failure(site.id, turn.conversation_id, responder, error)
+
+        async def on_opened(responder: str) -> None:
+            await self._record_opened(site.id, responder)
+
+        chain = self.responders.build(
+            site.responder, on_failure=on_failure, on_circuit_opened=on_opened
+        )
+        async for item in chain.answer(request):
             if isinstance(item, Delta):
                 frame = {
                     "type": "delta",
@@ -180,4 +224,4 @@ class TurnRunner:
                 await self._publish_delta(frame)
             else:
                 return item
-        raise RuntimeError(f"responder {responder.name} ended without a final answer")
+        raise RuntimeError("the responder chain ended without a final answer")

@@ -73,5 +73,8 @@ def message_public(message: Message) -> dict[str, Any]:
     if message.citations:
         body["citations"] = message.citations
     if message.meta:
-        body["meta"] = message.meta
+        # Keys starting with "_" are private (e.g. an upstream engine's conversation id).
+        shown = {k: v for k, v in message.meta.items() if not k.startswith("_")}
+        if shown:
+            body["meta"] = shown
     return body

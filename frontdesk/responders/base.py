@@ -26,6 +26,9 @@ class AnswerRequest:
     question: str
     history: list[HistoryItem]
     locale: str
+    site_name: str = ""
+    upstream: dict[str, Any] = field(default_factory=dict)
+    """What upstream engines told us in earlier turns (e.g. Dify's conversation id)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +44,25 @@ class FinalAnswer:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+RETRYABLE = frozenset({"timeout", "connect", "server_error", "rate_limited", "protocol"})
+
+
 class ResponderError(Exception):
-    """The responder could not answer (upstream down, misconfigured, timed out)."""
+    """The responder could not answer (upstream down, misconfigured, timed out).
+
+    `kind` is one of: timeout, connect, server_error, rate_limited, protocol, auth,
+    bad_request, circuit_open, unavailable. `retry_after_s` comes from the upstream's
+    `Retry-After` when it sent one.
+    """
+
+    def __init__(self, kind: str, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.retry_after_s = retry_after_s
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in RETRYABLE
 
 
 class Responder(Protocol):

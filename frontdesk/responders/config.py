@@ -15,9 +15,18 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, TypeAdapter
 from frontdesk.security.keys import SecretBox
 
 
+class TimeoutsConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    connect_s: float = Field(default=3.0, gt=0, le=60)
+    first_token_s: float = Field(default=15.0, gt=0, le=300)
+    total_s: float = Field(default=60.0, gt=0, le=600)
+
+
 class _Base(BaseModel):
     model_config = ConfigDict(extra="forbid")
     fallback: ResponderConfig | None = None
+    timeouts: TimeoutsConfig = Field(default_factory=TimeoutsConfig)
+    retries: int = Field(default=2, ge=0, le=5)
 
 
 class KnowledgeConfig(_Base):

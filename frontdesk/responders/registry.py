@@ -1,25 +1,134 @@
-"""Building a responder from a site's stored responder JSON.
+"""Building a site's responder: its responder JSON becomes a `ResponderChain`.
 
-Upstream engines (OpenAI-compatible, Dify) and flows are configured and validated today but run
-with the responders work; until then a site configured for them answers through its fallback
-chain, ending at the knowledge responder, so a visitor is never left without a reply.
+Each entry of the `fallback` chain becomes a link: the offline knowledge responder, an
+OpenAI-compatible endpoint, or a Dify app (a flow, until flows exist, fails over at once). Upstream
+links get a circuit breaker keyed by kind and host, shared across processes when Redis is
+configured; HTTP clients are pooled per process so that a new answer does not pay for a new
+connection.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from frontdesk.responders.base import Responder
-from frontdesk.responders.config import KnowledgeConfig
+import httpx
+from openai import AsyncOpenAI
+
+from frontdesk.config import Settings
+from frontdesk.responders.base import AnswerRequest, Delta, FinalAnswer, Responder, ResponderError
+from frontdesk.responders.breaker import BreakerStore, CircuitBreaker
+from frontdesk.responders.chain import Link, ResponderChain, Timeouts
+from frontdesk.responders.config import (
+    DifyConfig,
+    FlowConfig,
+    KnowledgeConfig,
+    OpenAIConfig,
+    parse_responder,
+    unseal_responder,
+)
+from frontdesk.responders.dify import DifyResponder
 from frontdesk.responders.knowledge import KnowledgeResponder, ReadScope
+from frontdesk.responders.openai_compat import OpenAIResponder
+from frontdesk.security.keys import SecretBox
+
+FailureHook = Callable[[str, ResponderError], Awaitable[None]]
+OpenedHook = Callable[[str], Awaitable[None]]
 
 
-def build_responder(stored: dict[str, Any], read_scope: ReadScope) -> Responder:
-    node: Any = stored or {"kind": "knowledge"}
-    while isinstance(node, dict) and node.get("kind") != "knowledge":
-        node = node.get("fallback")
-    if isinstance(node, dict):
-        config = KnowledgeConfig.model_validate({k: v for k, v in node.items() if k != "fallback"})
-    else:
-        config = KnowledgeConfig(kind="knowledge")
-    return KnowledgeResponder(config, read_scope)
+class UnavailableFlow:
+    """A flow responder before flows exist: it always hands over to the fallback."""
+
+    def __init__(self, config: FlowConfig) -> None:
+        self.name = f"flow:{config.flow_id}"
+
+    async def answer(self, request: AnswerRequest) -> AsyncIterator[Delta | FinalAnswer]:
+        raise ResponderError("unavailable", "flows cannot answer yet")
+        yield  # pragma: no cover - makes this an async generator
+
+
+class ResponderFactory:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        box: SecretBox,
+        read_scope: ReadScope,
+        breaker_store: BreakerStore,
+    ) -> None:
+        self.settings = settings
+        self.box = box
+        self.read_scope = read_scope
+        self.breaker_store = breaker_store
+        self._openai: dict[tuple[str, str, float], AsyncOpenAI] = {}
+        self._http: dict[float, httpx.AsyncClient] = {}
+
+    async def close(self) -> None:
+        for client in self._openai.values():
+            await client.close()
+        for http in self._http.values():
+            await http.aclose()
+
+    def _http_client(self, timeouts: Timeouts) -> httpx.AsyncClient:
+        client = self._http.get(timeouts.connect_s)
+        if client is None:
+            client = httpx.AsyncClient(
+                timeout=httpx.Timeout(timeouts.total_s, connect=timeouts.connect_s),
+                limits=httpx.Limits(max_connections=500, max_keepalive_connections=100),
+                follow_redirects=False,
+            )
+            self._http[timeouts.connect_s] = client
+        return client
+
+    def _openai_client(self, config: OpenAIConfig, timeouts: Timeouts) -> AsyncOpenAI:
+        key = (str(config.base_url), config.api_key, timeouts.connect_s)
+        client = self._openai.get(key)
+        if client is None:
+            client = AsyncOpenAI(
+                base_url=str(config.base_url),
+                api_key=config.api_key or "not-needed",
+                max_retries=0,  # the chain retries, and only before the first token
+                timeout=httpx.Timeout(timeouts.total_s, connect=timeouts.connect_s),
+            )
+            self._openai[key] = client
+        return client
+
+    def _breaker(self, name: str) -> CircuitBreaker:
+        return CircuitBreaker(
+            name,
+            self.breaker_store,
+            failure_threshold=self.settings.responder_failure_threshold,
+            window_s=self.settings.responder_failure_window_s,
+            open_s=self.settings.responder_open_s,
+        )
+
+    def _link(self, config: Any) -> Link:
+        timeouts = Timeouts(**config.timeouts.model_dump())
+        if isinstance(config, KnowledgeConfig):
+            return Link(KnowledgeResponder(config, self.read_scope), None, timeouts, retries=0)
+        responder: Responder
+        if isinstance(config, OpenAIConfig):
+            responder = OpenAIResponder(
+                config,
+                self._openai_client(config, timeouts),
+                history_budget_tokens=self.settings.responder_history_tokens,
+            )
+        elif isinstance(config, DifyConfig):
+            responder = DifyResponder(config, self._http_client(timeouts))
+        else:
+            return Link(UnavailableFlow(config), None, timeouts, retries=0)
+        return Link(responder, self._breaker(responder.name), timeouts, config.retries)
+
+    def build(
+        self,
+        stored: dict[str, Any],
+        *,
+        on_failure: FailureHook | None = None,
+        on_circuit_opened: OpenedHook | None = None,
+    ) -> ResponderChain:
+        config: Any = parse_responder(unseal_responder(stored or {"kind": "knowledge"}, self.box))
+        links = []
+        while config is not None:
+            links.append(self._link(config))
+            config = config.fallback
+        return ResponderChain(links, on_failure=on_failure, on_circuit_opened=on_circuit_opened)

@@ -5,15 +5,19 @@ Routers reach them through `api.deps`; tests build their own app and so their ow
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+import orjson
 
 from frontdesk.config import Settings
 from frontdesk.db import Database
 from frontdesk.events.dispatch import EventDispatcher
 from frontdesk.queries.sites import KnownOrigins, SiteDirectory
-from frontdesk.realtime.broker import Broker, MemoryBroker
+from frontdesk.realtime.broker import RESYNC, Broker, MemoryBroker
 from frontdesk.realtime.limits import ConnectionLimits
 from frontdesk.realtime.redis_broker import RedisBroker
 from frontdesk.responders.breaker import MemoryBreakerStore, RedisBreakerStore
@@ -98,8 +102,27 @@ class Services:
 
     async def start(self) -> None:
         await self.broker.start()
+        ready = asyncio.Event()
+        self._config_listener = asyncio.create_task(self._follow_config_changes(ready))
+        await ready.wait()
+
+    async def _follow_config_changes(self, ready: asyncio.Event) -> None:
+        """Drop cached site configuration when any process changes a site."""
+        async with self.broker.subscribe("config") as subscription:
+            ready.set()
+            async for payload in subscription:
+                site_id = None
+                if payload != RESYNC:
+                    site_id = orjson.loads(payload)["event"].get("site_id")
+                self.sites.invalidate(site_id)
+                self.known_origins.invalidate()
 
     async def close(self) -> None:
+        listener = getattr(self, "_config_listener", None)
+        if listener is not None:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
         await self.turns.drain()
         await self.responders.close()
         await self.broker.close()

@@ -33,6 +33,8 @@ def channels_for(event: Event) -> list[str]:
     channels = ["events"]
     if event.site_id:
         channels.append(f"site:{event.site_id}")
+    if event.type.startswith("site.") or event.type.startswith("knowledge."):
+        channels.append("config")  # every process drops its cached copy
     conversation_id = event.data.get("conversation_id")
     if isinstance(conversation_id, str):
         channels.append(f"conversation:{conversation_id}")

@@ -79,8 +79,12 @@ class SiteDirectory:
         self._entries[site_id] = (now + self.ttl_s, view)
         return view
 
-    def invalidate(self, site_id: str) -> None:
-        self._entries.pop(site_id, None)
+    def invalidate(self, site_id: str | None = None) -> None:
+        """Forget one site (or all): the next request reads it again."""
+        if site_id is None:
+            self._entries.clear()
+        else:
+            self._entries.pop(site_id, None)
 
 
 class KnownOrigins:
@@ -105,6 +109,9 @@ class KnownOrigins:
             self._origins = [self.own_origin, *sorted({o for row in rows for o in row})]
             self._expires = now + self.ttl_s
         return self._origins
+
+    def invalidate(self) -> None:
+        self._expires = 0.0
 
     async def allows(self, origin: str) -> bool:
         return origin_allowed(origin, await self.origins())

@@ -168,3 +168,45 @@ async def test_fan_out_outage_repair_and_failover(
     finally:
         server_a.stop()
         server_b.stop()
+
+
+async def test_site_changes_reach_every_process_at_once(
+    redis_proxy: TcpProxy, database_url: str, tmp_path: Path
+) -> None:
+    from tests.conftest import _truncate_postgres
+
+    await _truncate_postgres(database_url)
+    env = base_env(tmp_path, database_url, FRONTDESK_REDIS_URL="redis://127.0.0.1:6379/0")
+    site_id = json.loads(
+        cli(env, "site", "create", "--name", "S", "--origin", ORIGIN, "--json").stdout
+    )["site_id"]
+    key = json.loads(cli(env, "apikey", "create", "--scopes", "admin", "--json").stdout)["key"]
+    server_a, server_b = await asyncio.gather(
+        asyncio.to_thread(start_server, env), asyncio.to_thread(start_server, env)
+    )
+    try:
+        async with httpx.AsyncClient(timeout=10) as http:
+            new_origin = "https://new.example"
+
+            async def session_on_b(origin: str) -> int:
+                response = await http.post(
+                    f"{server_b.url}/api/widget/v1/sessions",
+                    json={"site_id": site_id},
+                    headers={"Origin": origin},
+                )
+                return response.status_code
+
+            assert await session_on_b(ORIGIN) == 201  # B has the site cached now
+            assert await session_on_b(new_origin) == 403
+            patched = await http.patch(
+                f"{server_a.url}/api/v1/sites/{site_id}",
+                headers={"Authorization": f"Bearer {key}"},
+                json={"allowed_origins": [new_origin]},
+            )
+            assert patched.status_code == 200
+            await asyncio.sleep(0.3)  # far less than the cache's lifetime
+            assert await session_on_b(new_origin) == 201
+            assert await session_on_b(ORIGIN) == 403
+    finally:
+        server_a.stop()
+        server_b.stop()

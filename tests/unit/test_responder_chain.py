@@ -88,6 +88,7 @@ async def test_no_retry_after_partial_output_and_no_duplicated_text() -> None:
 async def test_everything_fails_gives_the_graceful_reply() -> None:
     down = Scripted("up", [[ResponderError("auth", "401")]])
     deltas, final = await run(ResponderChain([link(down)]))
+    assert deltas == [GRACEFUL["en"]]
     assert down.calls == 1  # auth errors are not retried
     assert final.text == GRACEFUL["en"] and final.meta["lead_offer"] is True
     assert final.meta["failed"] == [{"responder": "up", "kind": "auth"}]

@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install run test check fmt bench docs clean
+.PHONY: install run test check fmt bench docs clean fuzz
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -37,3 +37,6 @@ docs: install
 
 clean:
 	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache
+
+fuzz: install
+	FRONTDESK_FUZZ_EXAMPLES=500 $(PY) -m pytest tests/fuzz -q

@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     responder_failure_window_s: float = Field(default=60.0, gt=0)
     responder_open_s: float = Field(default=30.0, gt=0)
     responder_history_tokens: int = Field(default=3000, ge=100)
+    answer_cache_ttl_s: float = Field(default=3600.0, gt=0)
     events_window_size: int = Field(default=10_000, ge=1)
     events_window_age_s: int = Field(default=24 * 3600, ge=1)
     seed_demo: bool = False

@@ -16,8 +16,9 @@ from frontdesk import __version__
 from frontdesk.api import frame, health, pages, realtime
 from frontdesk.api.cors import WidgetCors
 from frontdesk.api.middleware import BodyLimit, SecurityHeaders
+from frontdesk.api.openapi import install_openapi
 from frontdesk.api.v1 import api_keys, audit, auth, knowledge, operators, sites
-from frontdesk.api.widget import conversations, events, sessions, stream
+from frontdesk.api.widget import conversations, events, offers, sessions, stream
 from frontdesk.config import Settings, load_settings
 from frontdesk.demo_site import ensure_demo_site
 from frontdesk.errors import install_error_handlers
@@ -55,12 +56,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.services = services
     install_error_handlers(app)
+    install_openapi(app)
 
     widget_prefix = "/api/widget/v1"
     app.include_router(sessions.router, prefix=widget_prefix)
     app.include_router(conversations.router, prefix=widget_prefix)
     app.include_router(events.router, prefix=widget_prefix)
     app.include_router(stream.router, prefix=widget_prefix)
+    app.include_router(offers.router, prefix=widget_prefix)
     for router in (auth, sites, api_keys, operators, audit, knowledge):
         app.include_router(router.router, prefix="/api/v1")
     app.include_router(health.router)

@@ -21,6 +21,7 @@ from frontdesk.realtime.broker import RESYNC, Broker, MemoryBroker
 from frontdesk.realtime.limits import ConnectionLimits
 from frontdesk.realtime.redis_broker import RedisBroker
 from frontdesk.responders.breaker import MemoryBreakerStore, RedisBreakerStore
+from frontdesk.responders.cache import AnswerCache, MemoryCacheStore, RedisCacheStore
 from frontdesk.responders.registry import ResponderFactory
 from frontdesk.security.keys import SecretBox
 from frontdesk.security.operator_sessions import CsrfTokens
@@ -89,7 +90,16 @@ class Services:
                 settings.server_key, settings.access_token_ttl_s, settings.previous_server_keys
             ),
             csrf=CsrfTokens(settings.server_key),
-            turns=TurnRunner(db, broker, responders, timeout_s=settings.answer_timeout_s),
+            turns=TurnRunner(
+                db,
+                broker,
+                responders,
+                AnswerCache(
+                    RedisCacheStore(redis) if redis is not None else MemoryCacheStore(),
+                    ttl_s=settings.answer_cache_ttl_s,
+                ),
+                timeout_s=settings.answer_timeout_s,
+            ),
             limiter=RateLimiter(store),
             known_origins=KnownOrigins(db, settings.public_url),
             connection_limits=ConnectionLimits(

@@ -23,9 +23,11 @@ from frontdesk.db import Database
 from frontdesk.ids import new_id
 from frontdesk.models import Message, message_public
 from frontdesk.queries.conversations import recent_messages
+from frontdesk.queries.knowledge import knowledge_version
 from frontdesk.queries.sites import SiteView
 from frontdesk.realtime.broker import Broker
 from frontdesk.responders.base import AnswerRequest, Delta, FinalAnswer, HistoryItem, ResponderError
+from frontdesk.responders.cache import AnswerCache
 from frontdesk.responders.registry import ResponderFactory
 
 log = logging.getLogger(__name__)
@@ -72,11 +74,18 @@ class Turn:
 
 class TurnRunner:
     def __init__(
-        self, db: Database, broker: Broker, responders: ResponderFactory, *, timeout_s: float
+        self,
+        db: Database,
+        broker: Broker,
+        responders: ResponderFactory,
+        cache: AnswerCache,
+        *,
+        timeout_s: float,
     ) -> None:
         self.db = db
         self.broker = broker
         self.responders = responders
+        self.cache = cache
         self.timeout_s = timeout_s
         self._turns: dict[str, Turn] = {}
 
@@ -95,12 +104,15 @@ class TurnRunner:
         if tasks:
             await asyncio.wait(tasks, timeout=timeout_s)
 
-    async def _publish_delta(self, frame: dict[str, Any]) -> None:
+    async def _publish(self, conversation_id: str, envelope: dict[str, Any]) -> None:
+        """Ephemeral frames for live readers elsewhere (other tabs, other processes)."""
         try:
-            payload = orjson.dumps({"kind": "delta", "frame": frame})
-            await self.broker.publish(f"conversation:{frame['conversation_id']}", payload)
+            await self.broker.publish(f"conversation:{conversation_id}", orjson.dumps(envelope))
         except Exception:
-            log.debug("delta publication failed", exc_info=True)
+            log.debug("publication failed", exc_info=True)
+
+    async def _publish_delta(self, frame: dict[str, Any]) -> None:
+        await self._publish(frame["conversation_id"], {"kind": "delta", "frame": frame})
 
     async def _run(self, site: SiteView, visitor_id: str, turn: Turn) -> None:
         started = time.perf_counter()
@@ -112,14 +124,14 @@ class TurnRunner:
             if final.usage:
                 meta["usage"] = final.usage
             if meta.get("fallback"):
-                await turn.emit(
-                    {
-                        "type": "error",
-                        "code": "upstream_unavailable",
-                        "message": "The assistant could not answer; a fallback reply follows.",
-                        "conversation_id": turn.conversation_id,
-                    }
-                )
+                error = {
+                    "type": "error",
+                    "code": "upstream_unavailable",
+                    "message": "The assistant could not answer; a fallback reply follows.",
+                    "conversation_id": turn.conversation_id,
+                }
+                await turn.emit(error)
+                await self._publish(turn.conversation_id, {"kind": "frame", "frame": error})
         except Exception as exc:  # a bug or the overall timeout: the visitor still gets a reply
             log.warning("answer failed: %r", exc, extra={"site_id": site.id}, exc_info=True)
             await turn.emit(
@@ -209,19 +221,54 @@ class TurnRunner:
         async def on_opened(responder: str) -> None:
             await self._record_opened(site.id, responder)
 
+        cache_key = await self._cache_key(site, request, earlier)
+        if cache_key is not None:
+            cached = await self.cache.get(cache_key)
+            if cached is not None:
+                await self._emit_delta(turn, cached.text)
+                return cached
         chain = self.responders.build(
             site.responder, on_failure=on_failure, on_circuit_opened=on_opened
         )
-        async for item in chain.answer(request):
+        final = await self._stream(turn, chain.answer(request))
+        if cache_key is not None:
+            await self.cache.put(cache_key, final)
+        return final
+
+    async def _cache_key(
+        self, site: SiteView, request: AnswerRequest, earlier: list[Message]
+    ) -> str | None:
+        """A cache key when the answer cannot depend on the conversation so far: the site's
+        first responder is the knowledge base, or this is the conversation's first question."""
+        if site.options.get("answer_cache") is False:
+            return None
+        first_kind = (site.responder or {}).get("kind", "knowledge")
+        if first_kind != "knowledge" and any(m.role == "visitor" for m in earlier):
+            return None
+        async with self.db.read_scope() as session:
+            version = await knowledge_version(session, site.id)
+        return self.cache.key(
+            site_id=site.id,
+            responder=site.responder,
+            knowledge=version,
+            locale=site.locale,
+            question=request.question,
+        )
+
+    async def _emit_delta(self, turn: Turn, text: str) -> None:
+        frame = {
+            "type": "delta",
+            "conversation_id": turn.conversation_id,
+            "message_id": turn.answer_id,
+            "text": text,
+        }
+        await turn.emit(frame)
+        await self._publish_delta(frame)
+
+    async def _stream(self, turn: Turn, items: AsyncIterator[Delta | FinalAnswer]) -> FinalAnswer:
+        async for item in items:
             if isinstance(item, Delta):
-                frame = {
-                    "type": "delta",
-                    "conversation_id": turn.conversation_id,
-                    "message_id": turn.answer_id,
-                    "text": item.text,
-                }
-                await turn.emit(frame)
-                await self._publish_delta(frame)
+                await self._emit_delta(turn, item.text)
             else:
                 return item
         raise RuntimeError("the responder chain ended without a final answer")

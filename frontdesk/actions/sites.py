@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk.actions.audit import record_audit
+from frontdesk.actions.widget_config import check_offers, check_quick_actions
 from frontdesk.errors import invalid_request
 from frontdesk.events.recorder import record_event
 from frontdesk.ids import new_id
@@ -92,6 +93,8 @@ async def do_create_site(
         locale=locale,
         responder=seal_responder(check_responder(responder), box),
         appearance={},
+        quick_actions=[],
+        offers=[],
         limits=_checked_limits(limits or {}),
         options=check_options(options or {}),
     )
@@ -106,7 +109,7 @@ async def do_create_site(
     return CreatedSite(site=site, secret=secret)
 
 
-SITE_OPTIONS = frozenset({"require_identity", "allow_native_clients"})
+SITE_OPTIONS = frozenset({"require_identity", "allow_native_clients", "answer_cache"})
 
 
 def check_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -139,6 +142,10 @@ async def do_update_site(
         site.locale = changes["locale"]
     if "responder" in changes:
         site.responder = seal_responder(check_responder(changes["responder"]), box)
+    if "quick_actions" in changes:
+        site.quick_actions = check_quick_actions(changes["quick_actions"])
+    if "offers" in changes:
+        site.offers = check_offers(changes["offers"])
     if "appearance" in changes:
         site.appearance = dict(changes["appearance"])
     if "limits" in changes:
@@ -146,7 +153,7 @@ async def do_update_site(
     if "options" in changes:
         site.options = {**site.options, **check_options(changes["options"])}
     site.updated_at = utcnow()
-    shown = {k: v for k, v in changes.items() if k != "responder"}
+    shown = {k: v for k, v in changes.items() if k not in ("responder", "offers")}
     record_audit(session, actor, "site.updated", target=site.id, site_id=site.id, data=shown)
     record_event(session, "site.updated", site_id=site.id, data={"fields": sorted(changes)})
     return site

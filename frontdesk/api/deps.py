@@ -38,14 +38,26 @@ def origin_not_allowed() -> AppError:
     return AppError("origin_not_allowed", "This origin may not use this site's widget.", 403)
 
 
+def own_origin(services: Services) -> str:
+    own = urlsplit(services.settings.public_url)
+    return normalise_origin(f"{own.scheme}://{own.netloc}")
+
+
+def request_origin(request: Request, services: Services) -> str | None:
+    """The calling page's origin. Browsers omit `Origin` on same-origin GETs but always send
+    `Sec-Fetch-Site`; `same-origin` there means FrontDesk's own pages (the chat frame)."""
+    origin = request.headers.get("origin")
+    if origin is None and request.headers.get("sec-fetch-site") == "same-origin":
+        return own_origin(services)
+    return origin
+
+
 def check_origin(services: Services, site: SiteView, origin: str | None) -> None:
     if origin is None:
         if site.options.get("allow_native_clients"):
             return
         raise origin_not_allowed()
-    own = services.settings.public_url
-    own_origin = normalise_origin(f"{urlsplit(own).scheme}://{urlsplit(own).netloc}")
-    if origin_allowed(origin, [own_origin, *site.allowed_origins]):
+    if origin_allowed(origin, [own_origin(services), *site.allowed_origins]):
         return
     raise origin_not_allowed()
 
@@ -61,7 +73,7 @@ def bearer_token(request: Request) -> str:
 async def current_visitor(request: Request, services: ServicesDep) -> VisitorClaims:
     claims = services.tokens.decode(bearer_token(request))
     site = await services.sites.get(claims.site_id)
-    check_origin(services, site, request.headers.get("origin"))
+    check_origin(services, site, request_origin(request, services))
     request.state.site = site
     return claims
 

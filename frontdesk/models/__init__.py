@@ -6,6 +6,7 @@ from frontdesk.models.base import Base, utcnow
 from frontdesk.models.conversation import Conversation, Message, message_public
 from frontdesk.models.event import EventRecord
 from frontdesk.models.knowledge import KnowledgeChunk, KnowledgeDocument
+from frontdesk.models.lead import Lead
 from frontdesk.models.site import Site
 from frontdesk.models.system import SystemMeta
 from frontdesk.models.visitor import RefreshToken, Visitor
@@ -20,6 +21,7 @@ __all__ = [
     "EventRecord",
     "KnowledgeChunk",
     "KnowledgeDocument",
+    "Lead",
     "Message",
     "Operator",
     "OperatorSession",

@@ -1,15 +1,20 @@
-"""Knowledge documents and their chunks.
+"""Knowledge documents, their chunks, and each site's knowledge version.
 
 Chunks carry an integer key because the full-text indexes point at it: on SQLite an FTS5 table
 `knowledge_chunks_fts` kept in step by triggers, on PostgreSQL a generated `tsvector` column with a
-GIN index. Both are created by the migrations, not declared here.
+GIN index. Both are created by the migrations, not declared here. A chunk's `embedding` is its
+vector as float16 bytes (`knowledge.vectors`), null until computed.
+
+`KnowledgeState.version` is a random token replaced in the same transaction as every change to a
+site's documents, so caches built from the knowledge base (the vector index, answers) can tell
+whether they are current with one primary-key read.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from frontdesk.models.base import Base, BigIntPK, UTCDateTime, utcnow
@@ -17,7 +22,10 @@ from frontdesk.models.base import Base, BigIntPK, UTCDateTime, utcnow
 
 class KnowledgeDocument(Base):
     __tablename__ = "knowledge_documents"
-    __table_args__ = (UniqueConstraint("site_id", "source", name="uq_knowledge_site_source"),)
+    __table_args__ = (
+        UniqueConstraint("site_id", "source", name="uq_knowledge_site_source"),
+        Index("ix_knowledge_documents_site_checksum", "site_id", "checksum"),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
@@ -42,3 +50,14 @@ class KnowledgeChunk(Base):
     ordinal: Mapped[int] = mapped_column(Integer)
     heading: Mapped[str] = mapped_column(Text, default="")
     text: Mapped[str] = mapped_column(Text)
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+
+
+class KnowledgeState(Base):
+    __tablename__ = "knowledge_state"
+
+    site_id: Mapped[str] = mapped_column(
+        ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[str] = mapped_column(String(32))
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -28,5 +28,7 @@ class Site(Base):
     responder: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     limits: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     options: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    quick_actions: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    offers: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

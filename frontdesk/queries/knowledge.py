@@ -1,16 +1,45 @@
-"""Lexical retrieval over a site's knowledge chunks.
+"""Retrieval over a site's knowledge chunks: lexical, vector, and the two fused (hybrid).
 
-SQLite uses the FTS5 table (`bm25`, heading weighted above body); PostgreSQL the generated
-`tsvector` column (`ts_rank_cd`). The query is an OR of the question's content words, each quoted
-or sanitised so that user text can never inject query syntax.
+Lexical: SQLite uses the FTS5 table (`bm25`, heading weighted above body); PostgreSQL the
+generated `tsvector` column (`ts_rank_cd`). The query is an OR of the question's content words,
+each quoted or sanitised so that user text can never inject query syntax.
+
+Vector: the site's chunk vectors live in an in-process exact index (`knowledge.vectors`), built
+from the database on first use and rebuilt when `knowledge_version` changes. Chunks stored
+without a usable vector (added before vectors existed) are embedded in memory while building.
+
+Hybrid: the top `candidates` of each, fused by reciprocal rank (k = 60). Each passage records its
+rank in each list and its cosine similarity to the question, which the responder's relevance
+gate uses.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
-from sqlalchemy import text
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from frontdesk.knowledge.embed import Embedder, chunk_vectors
+from frontdesk.knowledge.fusion import reciprocal_rank_fusion
+from frontdesk.knowledge.vectors import (
+    SITE_INDEXES,
+    STORED_DTYPE,
+    IndexCache,
+    VectorHit,
+    VectorIndex,
+    blob_fits,
+    from_blobs,
+)
+
+CANDIDATES = 20  # taken from each ranking before fusing
+INLINE_SEARCH_ROWS = 20_000  # larger indexes are searched in a worker thread
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,38 +51,78 @@ class Passage:
     text: str
     url: str | None
     score: float
+    source: str = ""
+    lexical_rank: int | None = None
+    vector_rank: int | None = None
+    similarity: float | None = None
 
+
+_COLUMNS = "c.id, c.document_id, d.title, c.heading, c.text, d.url, d.source"
 
 _SQLITE = text(
-    """
-    SELECT c.id, c.document_id, d.title, c.heading, c.text, d.url,
-           -bm25(knowledge_chunks_fts, 2.0, 1.0) AS score
+    f"""
+    SELECT {_COLUMNS}, -bm25(knowledge_chunks_fts, 2.0, 1.0) AS score
     FROM knowledge_chunks_fts
     JOIN knowledge_chunks c ON c.id = knowledge_chunks_fts.rowid
     JOIN knowledge_documents d ON d.id = c.document_id
     WHERE knowledge_chunks_fts MATCH :query AND c.site_id = :site_id
     ORDER BY bm25(knowledge_chunks_fts, 2.0, 1.0)
     LIMIT :limit
-    """
+    """  # noqa: S608 - constant column list
 )
 
 _POSTGRES = text(
-    """
-    SELECT c.id, c.document_id, d.title, c.heading, c.text, d.url,
-           ts_rank_cd(c.search_vector, q) AS score
+    f"""
+    SELECT {_COLUMNS}, ts_rank_cd(c.search_vector, q) AS score
     FROM knowledge_chunks c
     JOIN knowledge_documents d ON d.id = c.document_id,
          to_tsquery('english', :query) AS q
     WHERE c.site_id = :site_id AND c.search_vector @@ q
     ORDER BY score DESC, c.id
     LIMIT :limit
+    """  # noqa: S608 - constant column list
+)
+
+_BY_IDS = text(
+    f"""
+    SELECT {_COLUMNS}, 0.0 AS score
+    FROM knowledge_chunks c JOIN knowledge_documents d ON d.id = c.document_id
+    WHERE c.id IN :ids
+    """  # noqa: S608 - constant column list
+).bindparams(bindparam("ids", expanding=True))
+
+_VECTORS = text(
+    """
+    SELECT c.id, c.embedding,
+           CASE WHEN c.embedding IS NULL OR length(c.embedding) <> :size THEN c.heading END,
+           CASE WHEN c.embedding IS NULL OR length(c.embedding) <> :size THEN c.text END
+    FROM knowledge_chunks c
+    WHERE c.site_id = :site_id
+    ORDER BY c.id
     """
 )
+
+_VERSION = text("SELECT version FROM knowledge_state WHERE site_id = :site_id")
+
+
+def _passage(row: Sequence[Any], lexical_rank: int | None = None) -> Passage:
+    return Passage(
+        chunk_id=int(row[0]),
+        document_id=row[1],
+        title=row[2],
+        heading=row[3],
+        text=row[4],
+        url=row[5],
+        source=row[6],
+        score=float(row[7]),
+        lexical_rank=lexical_rank,
+    )
 
 
 async def search_passages(
     session: AsyncSession, *, site_id: str, terms: list[str], limit: int = 5
 ) -> list[Passage]:
+    """Lexical retrieval: the best `limit` chunks matching any of the terms."""
     # Terms come from `knowledge.text.query_terms`: \w+ only, so quoting them is sufficient.
     if not terms:
         return []
@@ -62,15 +131,139 @@ async def search_passages(
     else:
         query, stmt = " | ".join(terms), _POSTGRES
     rows = await session.execute(stmt, {"query": query, "site_id": site_id, "limit": limit})
+    return [_passage(r, lexical_rank=i) for i, r in enumerate(rows, start=1)]
+
+
+async def passages_by_ids(session: AsyncSession, chunk_ids: list[int]) -> dict[int, Passage]:
+    if not chunk_ids:
+        return {}
+    rows = await session.execute(_BY_IDS, {"ids": chunk_ids})
+    return {int(r[0]): _passage(r) for r in rows}
+
+
+async def knowledge_version(session: AsyncSession, site_id: str) -> str:
+    """A token that changes whenever the site's documents change ("0": never changed)."""
+    version = (await session.execute(_VERSION, {"site_id": site_id})).scalar_one_or_none()
+    return str(version) if version is not None else "0"
+
+
+# --- The vector index ---------------------------------------------------------------------------
+
+_build_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _build_lock(site_id: str) -> asyncio.Lock:
+    locks = _build_locks.setdefault(asyncio.get_running_loop(), {})
+    return locks.setdefault(site_id, asyncio.Lock())
+
+
+async def _build_index(
+    session: AsyncSession, site_id: str, version: str, embedder: Embedder
+) -> VectorIndex:
+    size = embedder.dim * STORED_DTYPE.itemsize
+    rows = (await session.execute(_VECTORS, {"site_id": site_id, "size": size})).all()
+    stored = [(int(r[0]), bytes(r[1])) for r in rows if blob_fits(r[1], embedder.dim)]
+    missing = [(int(r[0]), (r[2], r[3])) for r in rows if not blob_fits(r[1], embedder.dim)]
+
+    def build() -> VectorIndex:
+        parts = [from_blobs([b for _, b in stored], embedder.dim)]
+        if missing:
+            parts.append(chunk_vectors(embedder, [pair for _, pair in missing]))
+        ids = [i for i, _ in stored] + [i for i, _ in missing]
+        return VectorIndex.build(version, ids, np.concatenate(parts))
+
+    return await asyncio.to_thread(build)
+
+
+async def site_vector_index(
+    session: AsyncSession,
+    site_id: str,
+    embedder: Embedder,
+    *,
+    cache: IndexCache = SITE_INDEXES,
+) -> VectorIndex:
+    """The site's vector index at its current knowledge version (built once per version).
+
+    The version is read before the chunks, so an index can be labelled older than its data
+    (rebuilt once more next time), never newer (which would keep it stale).
+    """
+    version = await knowledge_version(session, site_id)
+    index = cache.get(site_id, version, embedder.dim)
+    if index is not None:
+        return index
+    async with _build_lock(site_id):
+        index = cache.get(site_id, version, embedder.dim)
+        if index is None:
+            index = await _build_index(session, site_id, version, embedder)
+            cache.put(site_id, index)
+    return index
+
+
+async def _search(index: VectorIndex, query: NDArray[np.float32], k: int) -> list[VectorHit]:
+    """The top k hits that are similar at all (a question of stop words only matches nothing)."""
+    if len(index) <= INLINE_SEARCH_ROWS:
+        hits = index.search(query, k)
+    else:
+        hits = await asyncio.to_thread(index.search, query, k)
+    return [h for h in hits if h.similarity > 0]
+
+
+async def vector_passages(
+    session: AsyncSession,
+    *,
+    site_id: str,
+    query_vector: NDArray[np.float32],
+    embedder: Embedder,
+    limit: int = 5,
+) -> list[Passage]:
+    """Vector retrieval alone: the `limit` chunks most similar to the question."""
+    index = await site_vector_index(session, site_id, embedder)
+    hits = await _search(index, query_vector, limit)
+    found = await passages_by_ids(session, [h.chunk_id for h in hits])
     return [
-        Passage(
-            chunk_id=r[0],
-            document_id=r[1],
-            title=r[2],
-            heading=r[3],
-            text=r[4],
-            url=r[5],
-            score=float(r[6]),
+        replace(found[h.chunk_id], score=h.similarity, vector_rank=i, similarity=h.similarity)
+        for i, h in enumerate(hits, start=1)
+        if h.chunk_id in found
+    ]
+
+
+async def hybrid_search(
+    session: AsyncSession,
+    *,
+    site_id: str,
+    terms: list[str],
+    query_vector: NDArray[np.float32] | None,
+    embedder: Embedder,
+    limit: int = 5,
+    candidates: int = CANDIDATES,
+) -> list[Passage]:
+    """Lexical and vector candidates fused by reciprocal rank; the best `limit`, each with its
+    lexical and vector ranks and its similarity to the question. Without a question vector
+    (no embedding model) this is the lexical ranking."""
+    lexical = await search_passages(session, site_id=site_id, terms=terms, limit=candidates)
+    if query_vector is None:
+        return lexical[:limit]
+    index = await site_vector_index(session, site_id, embedder)
+    hits = await _search(index, query_vector, candidates)
+    fused = reciprocal_rank_fusion(
+        {"lexical": [p.chunk_id for p in lexical], "vector": [h.chunk_id for h in hits]}
+    )[:limit]
+    known = {p.chunk_id: p for p in lexical}
+    known |= await passages_by_ids(session, [f.item for f in fused if f.item not in known])
+    similarity = {h.chunk_id: h.similarity for h in hits}
+    similarity |= index.similarities(
+        query_vector, [f.item for f in fused if f.item not in similarity]
+    )
+    return [
+        replace(
+            known[f.item],
+            score=f.score,
+            lexical_rank=f.ranks.get("lexical"),
+            vector_rank=f.ranks.get("vector"),
+            similarity=similarity.get(f.item),
         )
-        for r in rows
+        for f in fused
+        if f.item in known
     ]

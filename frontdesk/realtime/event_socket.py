@@ -130,9 +130,10 @@ class EventSocket:
                     self.services, frame.api_key or "", self.ip
                 )
         except AppError as exc:
-            raise _Close(CLOSE_UNAUTHORIZED, exc.code) from exc
+            code = CLOSE_RATE_LIMITED if exc.code == "rate_limited" else CLOSE_UNAUTHORIZED
+            raise _Close(code, exc.code) from exc
         if not self.principal.can("events"):
-            raise _Close(CLOSE_UNAUTHORIZED, "the events permission is needed")
+            raise _Close(CLOSE_ORIGIN, "the events permission is needed")
 
     async def _loop(self) -> None:
         while True:

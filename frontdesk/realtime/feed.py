@@ -96,7 +96,7 @@ class ConversationFeed:
             frame = envelope["frame"]
             if frame.get("message_id") not in self._answered:
                 self.outbox.send(frame)
-        elif kind == "typing":
+        elif kind in ("typing", "frame"):
             self.outbox.send(envelope["frame"])
 
     async def _deliver(self, message: dict[str, Any]) -> None:

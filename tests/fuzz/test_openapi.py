@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ipaddress
 import logging
 import os
 import socket
@@ -43,7 +44,7 @@ import uvicorn
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
-from schemathesis import Case, GenerationMode
+from schemathesis import APIOperation, Case, GenerationMode, Response
 from schemathesis.checks import CheckFunction, not_a_server_error
 from schemathesis.config import ChecksConfig
 from schemathesis.core.failures import FailureGroup
@@ -69,6 +70,7 @@ EXAMPLES = int(os.environ.get("FRONTDESK_FUZZ_EXAMPLES", str(DEFAULT_EXAMPLES)))
 # The acceptance bar for CI; a quick local run with fewer examples only checks for failures.
 MIN_TOTAL_CASES = 2_000 if EXAMPLES >= DEFAULT_EXAMPLES else 0
 
+FuzzCase = Case[APIOperation[Any, Any, Any, Any]]
 ORIGIN = "https://shop.example"
 SCHEMA_PATH = "/api/v1/openapi.json"
 WIDGET_PREFIX = "/api/widget/v1/"
@@ -106,9 +108,14 @@ NOISY_HEALTH_CHECKS = [
 
 # A request the schema forbids must be refused with a 4xx. schemathesis's default list of refusals
 # lacks 413, which is how the body limit refuses an oversized body before it is parsed.
+# Event streams (GET .../stream) stay open for as long as the client listens: read the first
+# event (`joined`) and hang up, instead of listening until the request timeout.
 _REFUSALS = ChecksConfig().negative_data_rejection.expected_statuses
 SCHEMATHESIS_CONFIG = schemathesis.Config.from_dict(
-    {"checks": {"negative_data_rejection": {"expected-statuses": [*_REFUSALS, "413"]}}}
+    {
+        "max-stream-events": 1,
+        "checks": {"negative_data_rejection": {"expected-statuses": [*_REFUSALS, "413"]}},
+    }
 )
 
 HYPOTHESIS_SETTINGS = settings(
@@ -170,6 +177,7 @@ class LiveServer:
             loop="asyncio",
             ws="none",
             proxy_headers=False,
+            timeout_graceful_shutdown=5,  # event streams the fuzzer hung up on end with the server
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
@@ -271,7 +279,7 @@ class World:
         self.conversation_id = str(conversation["id"])
         self.refresh_token = self.new_visitor()["refresh_token"]
 
-    def headers_for(self, case: Case) -> dict[str, str]:
+    def headers_for(self, case: FuzzCase) -> dict[str, str]:
         path = case.operation.path
         if path.startswith(WIDGET_PREFIX):
             return self.widget_headers()
@@ -279,7 +287,7 @@ class World:
             return self.api_headers
         return {}  # /health and /ready are public
 
-    def use_known_ids(self, case: Case) -> None:
+    def use_known_ids(self, case: FuzzCase) -> None:
         """Point a positive case at resources that exist (see the fields above)."""
         method = case.operation.method.upper()
         known = {
@@ -303,7 +311,7 @@ class World:
                 if name in case.body:
                     case.body[name] = value
 
-    def after_call(self, case: Case, response: requests.Response) -> None:
+    def after_call(self, case: FuzzCase, response: Response) -> None:
         sent = case.body.get("refresh_token") if isinstance(case.body, dict) else None
         if case.operation.path.endswith("/sessions/refresh") and sent == self.refresh_token:
             if response.status_code == 200:
@@ -366,13 +374,16 @@ def error_log() -> Iterator[ErrorLog]:
 
 
 def fuzz_operation(
-    world: World, errors: ErrorLog, case_strategy: st.SearchStrategy[Case], positive: bool
+    world: World,
+    errors: ErrorLog,
+    case_strategy: st.SearchStrategy[FuzzCase],
+    positive: bool,
 ) -> None:
     """Run one operation in one generation mode; raise the minimal failing case, if any."""
 
     @HYPOTHESIS_SETTINGS
     @given(case=case_strategy, use_known=st.booleans())
-    def run(case: Case, use_known: bool) -> None:
+    def run(case: FuzzCase, use_known: bool) -> None:
         if positive and use_known:
             world.use_known_ids(case)
         headers = world.headers_for(case)
@@ -404,6 +415,49 @@ def _report(text: str, width: int = 400) -> str:
     )
 
 
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+@pytest.fixture
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refuse any connection or name lookup beyond this machine while fuzzing. Fuzzed site
+    settings include responder URLs (OpenAI-compatible, Dify); those sites never get visitor
+    messages here, but should that change, the answer fails (and is reported) instead of a
+    request leaving the machine."""
+    real_getaddrinfo = socket.getaddrinfo
+    real_connect = socket.socket.connect
+    real_connect_ex = socket.socket.connect_ex
+
+    def refuse(target: object) -> OSError:
+        return OSError(f"the fuzz test allows loopback connections only, not {target!r}")
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else host
+        if name is not None and not _is_loopback(str(name)):
+            raise refuse(name)
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    def check(sock: socket.socket, address: Any) -> None:
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(str(address[0])):
+            raise refuse(address)
+
+    def connect(self: socket.socket, address: Any) -> None:
+        check(self, address)
+        real_connect(self, address)
+
+    def connect_ex(self: socket.socket, address: Any) -> int:
+        check(self, address)
+        return real_connect_ex(self, address)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+
+
 @pytest.fixture
 def unlimited(monkeypatch: pytest.MonkeyPatch) -> None:
     """Rate limits as large as they go. The fuzzer is one client on one IP with one visitor, one
@@ -417,7 +471,7 @@ def unlimited(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.fuzz
 @pytest.mark.timeout(max(600, EXAMPLES * 6))
-@pytest.mark.usefixtures("unlimited")
+@pytest.mark.usefixtures("unlimited", "loopback_only")
 def test_openapi_fuzz(tmp_path: Path) -> None:
     started = time.monotonic()
     # IPPROTO_TCP given explicitly: asyncio sets TCP_NODELAY only on sockets that say so, and

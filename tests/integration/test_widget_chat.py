@@ -178,3 +178,16 @@ async def test_ready_reports_checks(client: httpx.AsyncClient) -> None:
     response = await client.get("/ready")
     assert response.status_code == 200
     assert response.json()["checks"]["migrations"]["ok"] is True
+
+
+async def test_same_origin_get_without_origin_header(
+    client: httpx.AsyncClient, visitor: Visitor
+) -> None:
+    """Browsers send no Origin on same-origin GETs (the chat frame's history load)."""
+    conversation_id = await visitor.conversation()
+    url = f"/api/widget/v1/conversations/{conversation_id}/messages"
+    del client.headers["Origin"]
+    frame_like = await client.get(url, headers={**visitor.auth, "Sec-Fetch-Site": "same-origin"})
+    assert frame_like.status_code == 200
+    cross = await client.get(url, headers={**visitor.auth, "Sec-Fetch-Site": "cross-site"})
+    assert cross.status_code == 403

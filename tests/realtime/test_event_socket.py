@@ -111,7 +111,7 @@ async def test_authorisation(live_server: str, services: Services, site: SiteInf
     no_events = await api_key(services, ["read"])
     socket = await open_socket(live_server, "/ws/events", origin=None)
     await socket.send({"type": "auth", "api_key": no_events})
-    assert await socket.closed_with() == 4401
+    assert await socket.closed_with() == 4403  # authenticated, but not allowed
     bad = await open_socket(live_server, "/ws/events", origin=None)
     await bad.send({"type": "auth", "api_key": "fd_nope"})
     assert await bad.closed_with() == 4401

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, model_validator
 
 from frontdesk.validation import JsonObject
 
@@ -45,11 +45,24 @@ class SiteCreate(Strict):
 
 
 class SiteUpdate(Strict):
+    """Fields to change; a field left out keeps its value, and none of them may be null."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            nulls = sorted(k for k, v in data.items() if v is None)
+            if nulls:
+                raise ValueError(f"{', '.join(nulls)} cannot be null; leave a field out instead")
+        return data
+
     name: StrictStr | None = Field(default=None, min_length=1, max_length=200)
     allowed_origins: list[StrictStr] | None = Field(default=None, max_length=100)
     greeting: StrictStr | None = Field(default=None, max_length=2000)
     locale: Literal["en", "ru"] | None = None
     responder: JsonObject | None = None
+    quick_actions: list[JsonObject] | None = Field(default=None, max_length=10)
+    offers: list[JsonObject] | None = Field(default=None, max_length=10)
     appearance: JsonObject | None = None
     limits: JsonObject | None = None
     options: dict[str, StrictBool] | None = None
@@ -63,6 +76,8 @@ class SiteOut(BaseModel):
     locale: str
     responder: dict[str, Any]
     appearance: dict[str, Any]
+    quick_actions: list[dict[str, Any]]
+    offers: list[dict[str, Any]]
     limits: dict[str, Any]
     options: dict[str, Any]
     created_at: str

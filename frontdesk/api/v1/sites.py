@@ -39,6 +39,8 @@ def site_out(site: Site) -> SiteOut:
         locale=site.locale,
         responder=public_responder(site.responder),
         appearance=site.appearance,
+        quick_actions=list(site.quick_actions),
+        offers=list(site.offers),
         limits=site.limits,
         options=site.options,
         created_at=site.created_at.isoformat(),

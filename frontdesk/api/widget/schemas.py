@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
 from frontdesk.validation import JsonObject
 
@@ -90,7 +90,17 @@ class MessageAccepted(BaseModel):
 
 class WidgetEvent(_Body):
     type: StrictStr = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_.]*$")
-    at: float | None = Field(default=None, allow_inf_nan=False, ge=0, le=1e13)
+    at: float | None = Field(
+        default=None, allow_inf_nan=False, ge=0, le=1e13, description="Unix time in seconds."
+    )
+
+    @field_validator("at", mode="before")
+    @classmethod
+    def _number_only(cls, value: Any) -> Any:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ValueError("at must be a number")
+        return value
+
     data: JsonObject = Field(default_factory=dict)
 
 

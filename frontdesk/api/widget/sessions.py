@@ -10,7 +10,7 @@ from frontdesk.actions.visitors import (
     do_start_session,
     find_refresh_token,
 )
-from frontdesk.api.deps import ServicesDep, check_origin, request_ip
+from frontdesk.api.deps import ServicesDep, check_origin, request_ip, request_origin
 from frontdesk.api.limits import enforce_default
 from frontdesk.api.widget.schemas import SessionCreate, SessionIssued, SessionRefresh
 from frontdesk.errors import AppError, unauthorized
@@ -39,7 +39,7 @@ async def create_session(
     and keeps their conversations across devices.
     """
     site = await services.sites.get(body.site_id)
-    check_origin(services, site, request.headers.get("origin"))
+    check_origin(services, site, request_origin(request, services))
     await enforce_default(services, "ip_sessions", request_ip(request, services))
     async with services.db.session_scope() as session:
         issued = await do_start_session(
@@ -66,7 +66,7 @@ async def refresh_session(
         if row is None:
             raise unauthorized("The refresh token is invalid.")
         site = await services.sites.get(row.site_id)
-        check_origin(services, site, request.headers.get("origin"))
+        check_origin(services, site, request_origin(request, services))
         outcome = await do_refresh_session(
             session, row, tokens=services.tokens, settings=services.settings
         )

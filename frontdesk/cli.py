@@ -7,6 +7,7 @@ secrets appear only in that output, once, and never in logs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import json
 import sys
@@ -273,3 +274,26 @@ def apikey_create(
             await db.dispose()
 
     _emit(_run(work), as_json)
+
+
+@app.command()
+def worker() -> None:
+    """Run the job worker alone (webhook deliveries and other background work)."""
+    from frontdesk.logs import configure_logging
+    from frontdesk.services import Services
+
+    settings = load_settings(run_worker=True)
+    configure_logging(settings.log_level)
+
+    async def work() -> None:
+        await _migrate(settings)
+        services = Services.build(settings)
+        await services.start()
+        console.print(f"worker {services.worker.id} running; Ctrl-C stops it")
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await services.close()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(work())

@@ -65,6 +65,14 @@ class Settings(BaseSettings):
     responder_open_s: float = Field(default=30.0, gt=0)
     responder_history_tokens: int = Field(default=3000, ge=100)
     answer_cache_ttl_s: float = Field(default=3600.0, gt=0)
+    run_worker: bool = Field(
+        default=True,
+        description="Run the job worker in this process (off when a separate "
+        "`frontdesk worker` does it).",
+    )
+    job_lease_s: float = Field(default=60.0, gt=0)
+    job_poll_s: float = Field(default=1.0, gt=0)
+    webhook_timeout_s: float = Field(default=15.0, gt=0, le=60)
     events_window_size: int = Field(default=10_000, ge=1)
     events_window_age_s: int = Field(default=24 * 3600, ge=1)
     seed_demo: bool = False

@@ -17,7 +17,7 @@ from frontdesk.api import frame, health, pages, realtime
 from frontdesk.api.cors import WidgetCors
 from frontdesk.api.middleware import BodyLimit, SecurityHeaders
 from frontdesk.api.openapi import install_openapi
-from frontdesk.api.v1 import api_keys, audit, auth, knowledge, operators, sites
+from frontdesk.api.v1 import activity, api_keys, audit, auth, knowledge, operators, sites, webhooks
 from frontdesk.api.widget import conversations, events, offers, sessions, stream
 from frontdesk.config import Settings, load_settings
 from frontdesk.demo_site import ensure_demo_site
@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events.router, prefix=widget_prefix)
     app.include_router(stream.router, prefix=widget_prefix)
     app.include_router(offers.router, prefix=widget_prefix)
-    for router in (auth, sites, api_keys, operators, audit, knowledge):
+    for router in (auth, sites, api_keys, operators, audit, knowledge, webhooks, activity):
         app.include_router(router.router, prefix="/api/v1")
     app.include_router(health.router)
     app.include_router(pages.router)

@@ -11,11 +11,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import httpx
 import orjson
 
 from frontdesk.config import Settings
 from frontdesk.db import Database
 from frontdesk.events.dispatch import EventDispatcher
+from frontdesk.jobs.clock import Clock
+from frontdesk.jobs.worker import Worker
 from frontdesk.queries.sites import KnownOrigins, SiteDirectory
 from frontdesk.realtime.broker import RESYNC, Broker, MemoryBroker
 from frontdesk.realtime.limits import ConnectionLimits
@@ -33,6 +36,9 @@ from frontdesk.security.ratelimit import (
 )
 from frontdesk.security.tokens import AccessTokens
 from frontdesk.turns import TurnRunner
+from frontdesk.webhooks.deliver import Deliverer
+from frontdesk.webhooks.fanout import fan_out
+from frontdesk.webhooks.ssrf import Allowlist, guarded_client
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -59,6 +65,8 @@ class Services:
     turns: TurnRunner
     responders: ResponderFactory
     limiter: RateLimiter
+    worker: Worker
+    webhook_client: httpx.AsyncClient
     known_origins: KnownOrigins
     connection_limits: ConnectionLimits
     redis: Redis | None = None
@@ -73,6 +81,23 @@ class Services:
             RedisRateLimitStore(redis) if redis is not None else MemoryRateLimitStore()
         )
         box = SecretBox(settings.server_key, settings.previous_server_keys)
+        clock = Clock()
+        webhook_client = guarded_client(
+            Allowlist(settings.webhook_allowed_hosts), timeout_s=settings.webhook_timeout_s
+        )
+
+        async def fan_out_events() -> int:
+            return await fan_out(db, clock, settings.public_url)
+
+        worker = Worker(
+            db,
+            broker,
+            {"webhook.deliver": Deliverer(db, box, webhook_client, clock)},
+            clock=clock,
+            before_claim=fan_out_events,
+            lease_s=settings.job_lease_s,
+            poll_s=settings.job_poll_s,
+        )
         responders = ResponderFactory(
             settings=settings,
             box=box,
@@ -90,6 +115,8 @@ class Services:
                 settings.server_key, settings.access_token_ttl_s, settings.previous_server_keys
             ),
             csrf=CsrfTokens(settings.server_key),
+            worker=worker,
+            webhook_client=webhook_client,
             turns=TurnRunner(
                 db,
                 broker,
@@ -115,6 +142,8 @@ class Services:
         ready = asyncio.Event()
         self._config_listener = asyncio.create_task(self._follow_config_changes(ready))
         await ready.wait()
+        if self.settings.run_worker:
+            await self.worker.start()
 
     async def _follow_config_changes(self, ready: asyncio.Event) -> None:
         """Drop cached site configuration when any process changes a site."""
@@ -133,7 +162,9 @@ class Services:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
+        await self.worker.stop()
         await self.turns.drain()
+        await self.webhook_client.aclose()
         await self.responders.close()
         await self.broker.close()
         await self.db.dispose()

@@ -95,8 +95,12 @@ def postgres_url() -> Iterator[str]:
 async def _truncate_postgres(url: str) -> None:
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
     try:
-        tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+        tables = ", ".join(
+            f'"{t.name}"' for t in Base.metadata.sorted_tables if t.name != "system_meta"
+        )
         await conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+        # Offsets restart at 1, so the webhook fan-out cursor does too (as in a new database).
+        await conn.execute("UPDATE system_meta SET value = '0' WHERE key = 'webhook_cursor'")
     finally:
         await conn.close()
 

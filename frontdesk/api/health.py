@@ -34,6 +34,8 @@ async def ready(services: ServicesDep) -> JSONResponse:
     except Exception as exc:  # readiness reports failures, it never raises them
         checks["database"] = {"ok": False, "error": type(exc).__name__}
     checks["broker"] = {"ok": services.broker.healthy}
+    if services.settings.run_worker:
+        checks["worker"] = {"ok": services.worker.alive, "processed": services.worker.processed}
     ok = all(check.get("ok") for check in checks.values())
     return JSONResponse(
         {"status": "ready" if ok else "unavailable", "checks": checks},

@@ -48,6 +48,11 @@ class EventDispatcher:
         self.broker = broker
 
     async def publish_events(self, events: list[EventRecord]) -> None:
+        # New events may need webhook deliveries: wake the job workers (any process).
+        try:
+            await self.broker.publish("jobs", b"events")
+        except Exception:
+            log.warning("job wake-up publication failed")
         for record in events:
             event = to_event(record)
             payload = orjson.dumps(

@@ -39,6 +39,7 @@ EVENT_TYPES = frozenset(
         "webhook.delivery_succeeded",
         "webhook.delivery_failed",
         "webhook.endpoint_disabled",
+        "webhook.test",
         "job.progress",
         "error.reported",
     }

@@ -5,11 +5,13 @@ from frontdesk.models.audit import AuditEntry, OperatorSession
 from frontdesk.models.base import Base, utcnow
 from frontdesk.models.conversation import Conversation, Message, message_public
 from frontdesk.models.event import EventRecord
+from frontdesk.models.jobs import Job
 from frontdesk.models.knowledge import KnowledgeChunk, KnowledgeDocument
 from frontdesk.models.lead import Lead
 from frontdesk.models.site import Site
 from frontdesk.models.system import SystemMeta
 from frontdesk.models.visitor import RefreshToken, Visitor
+from frontdesk.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "API_KEY_SCOPES",
@@ -19,6 +21,7 @@ __all__ = [
     "Base",
     "Conversation",
     "EventRecord",
+    "Job",
     "KnowledgeChunk",
     "KnowledgeDocument",
     "Lead",
@@ -29,6 +32,9 @@ __all__ = [
     "Site",
     "SystemMeta",
     "Visitor",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "message_public",
     "utcnow",
 ]

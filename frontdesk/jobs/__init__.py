@@ -1,0 +1,2 @@
+"""Durable jobs: the queue (enqueued in the caller's transaction, claimed under leases) and the
+worker that runs them."""

@@ -1,0 +1,1 @@
+"""Outbound webhooks: Standard Webhooks signing, the SSRF guard, fan-out and delivery."""

@@ -1,0 +1,111 @@
+"""Fan-out: the event log becomes webhook deliveries.
+
+The events table is the outbox. A cursor (`system_meta.webhook_cursor`) marks the last offset
+handled; each pass reads the next events, creates one delivery (and its job) per matching active
+endpoint, and moves the cursor, all in one transaction, so an event is fanned out exactly once.
+Offsets follow commit order, so no event can appear behind the cursor later. Delivery outcome
+events (`webhook.delivery_*`) are never sent as webhooks themselves.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+
+import orjson
+from sqlalchemy import select
+
+from frontdesk.db import Database
+from frontdesk.ids import new_id
+from frontdesk.jobs.clock import Clock
+from frontdesk.jobs.queue import enqueue
+from frontdesk.models import EventRecord, SystemMeta, WebhookDelivery, WebhookEndpoint
+
+NOT_SENT = ("webhook.delivery_succeeded", "webhook.delivery_failed", "webhook.test")
+MAX_INLINE_BYTES = 20 * 1024
+BATCH = 500
+
+
+def to_event_fields(event: EventRecord) -> dict[str, object]:
+    return {
+        "id": event.id,
+        "type": event.type,
+        "at": event.at.isoformat(),
+        "site_id": event.site_id,
+        "data": event.data,
+    }
+
+
+def matches(endpoint: WebhookEndpoint, event: EventRecord) -> bool:
+    if endpoint.site_id is not None and endpoint.site_id != event.site_id:
+        return False
+    return any(fnmatch.fnmatchcase(event.type, pattern) for pattern in endpoint.events)
+
+
+def payload_for(event: EventRecord, public_url: str) -> bytes:
+    """The body sent: the event, or a reference to fetch it when it is over 20 KB."""
+    body = {**to_event_fields(event), "timestamp": event.at.isoformat()}
+    raw = orjson.dumps(body)
+    if len(raw) <= MAX_INLINE_BYTES:
+        return raw
+    reference = {
+        "id": event.id,
+        "type": event.type,
+        "at": event.at.isoformat(),
+        "timestamp": event.at.isoformat(),
+        "site_id": event.site_id,
+        "data": None,
+        "data_url": f"{public_url}/api/v1/events/{event.id}",
+    }
+    return orjson.dumps(reference)
+
+
+async def fan_out(db: Database, clock: Clock, public_url: str) -> int:
+    """One pass; returns how many events were handled."""
+    async with db.session_scope() as session:
+        cursor_stmt = select(SystemMeta).where(SystemMeta.key == "webhook_cursor")
+        if session.get_bind().dialect.name == "postgresql":
+            cursor_stmt = cursor_stmt.with_for_update()
+        cursor = (await session.execute(cursor_stmt)).scalar_one_or_none()
+        if cursor is None:
+            return 0
+        events = list(
+            (
+                await session.execute(
+                    select(EventRecord)
+                    .where(EventRecord.offset > int(cursor.value))
+                    .order_by(EventRecord.offset)
+                    .limit(BATCH)
+                )
+            ).scalars()
+        )
+        if not events:
+            return 0
+        endpoints = list(
+            (
+                await session.execute(
+                    select(WebhookEndpoint).where(WebhookEndpoint.status == "active")
+                )
+            ).scalars()
+        )
+        now = clock.now()
+        for event in events:
+            if event.type in NOT_SENT:
+                continue
+            for endpoint in endpoints:
+                if event.offset <= endpoint.from_offset or not matches(endpoint, event):
+                    continue
+                delivery = WebhookDelivery(
+                    id=new_id("msg"),
+                    endpoint_id=endpoint.id,
+                    event_id=event.id,
+                    event_offset=event.offset,
+                    event_type=event.type,
+                    payload=payload_for(event, public_url).decode(),
+                    status="pending",
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+                session.add(delivery)
+                enqueue(session, "webhook.deliver", {"delivery_id": delivery.id}, run_at=now)
+        cursor.value = str(events[-1].offset)
+        return len(events)

@@ -13,11 +13,22 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from frontdesk import __version__
+from frontdesk.api import channels as inbound_channels
 from frontdesk.api import frame, health, pages, realtime
 from frontdesk.api.cors import WidgetCors
 from frontdesk.api.middleware import BodyLimit, SecurityHeaders
 from frontdesk.api.openapi import install_openapi
-from frontdesk.api.v1 import activity, api_keys, audit, auth, knowledge, operators, sites, webhooks
+from frontdesk.api.v1 import (
+    activity,
+    api_keys,
+    audit,
+    auth,
+    channels,
+    knowledge,
+    operators,
+    sites,
+    webhooks,
+)
 from frontdesk.api.widget import conversations, events, offers, sessions, stream
 from frontdesk.config import Settings, load_settings
 from frontdesk.demo_site import ensure_demo_site
@@ -64,8 +75,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events.router, prefix=widget_prefix)
     app.include_router(stream.router, prefix=widget_prefix)
     app.include_router(offers.router, prefix=widget_prefix)
-    for router in (auth, sites, api_keys, operators, audit, knowledge, webhooks, activity):
+    for router in (
+        auth,
+        sites,
+        api_keys,
+        operators,
+        audit,
+        knowledge,
+        webhooks,
+        activity,
+        channels,
+    ):
         app.include_router(router.router, prefix="/api/v1")
+    app.include_router(inbound_channels.router)
     app.include_router(health.router)
     app.include_router(pages.router)
     app.include_router(frame.router)

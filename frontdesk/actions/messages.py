@@ -93,6 +93,10 @@ async def do_create_message(
         session,
         "message.created",
         site_id=conversation.site_id,
-        data={"conversation_id": conversation_id, "message": message_public(message)},
+        data={
+            "conversation_id": conversation_id,
+            "channel": conversation.channel,
+            "message": message_public(message),
+        },
     )
     return StoredMessage(message, created=True, conversation=conversation)

@@ -3,6 +3,7 @@
 from frontdesk.models.access import API_KEY_SCOPES, OPERATOR_ROLES, ApiKey, Operator
 from frontdesk.models.audit import AuditEntry, OperatorSession
 from frontdesk.models.base import Base, utcnow
+from frontdesk.models.channels import Channel, InboundReceipt
 from frontdesk.models.conversation import Conversation, Message, message_public
 from frontdesk.models.event import EventRecord
 from frontdesk.models.jobs import Job
@@ -19,8 +20,10 @@ __all__ = [
     "ApiKey",
     "AuditEntry",
     "Base",
+    "Channel",
     "Conversation",
     "EventRecord",
+    "InboundReceipt",
     "Job",
     "KnowledgeChunk",
     "KnowledgeDocument",

@@ -31,6 +31,8 @@ class WebhookEndpoint(Base):
     failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     # Events up to this offset happened before the endpoint existed and are not sent to it.
     from_offset: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
+    # Set for the endpoint that carries an inbound channel's replies to its callback URL.
+    channel_id: Mapped[str | None] = mapped_column(String(40), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -39,9 +41,7 @@ class WebhookDelivery(Base):
     __table_args__ = (Index("ix_webhook_deliveries_endpoint", "endpoint_id", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    endpoint_id: Mapped[str] = mapped_column(
-        ForeignKey("webhook_endpoints.id", ondelete="CASCADE")
-    )
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
     event_id: Mapped[str] = mapped_column(String(40))
     event_offset: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
     event_type: Mapped[str] = mapped_column(String(64))

@@ -38,6 +38,14 @@ def to_event_fields(event: EventRecord) -> dict[str, object]:
 def matches(endpoint: WebhookEndpoint, event: EventRecord) -> bool:
     if endpoint.site_id is not None and endpoint.site_id != event.site_id:
         return False
+    if endpoint.channel_id is not None:
+        # A channel's endpoint carries only the replies in that channel's conversations.
+        message = event.data.get("message") or {}
+        return (
+            event.type == "message.created"
+            and event.data.get("channel") == endpoint.channel_id
+            and message.get("role") in ("assistant", "operator")
+        )
     return any(fnmatch.fnmatchcase(event.type, pattern) for pattern in endpoint.events)
 
 

@@ -151,7 +151,11 @@ async def create_endpoint(
 @router.get("", response_model=EndpointList, summary="List endpoints")
 async def list_endpoints(principal: Admin, services: ServicesDep) -> EndpointList:
     async with services.db.read_scope() as session:
-        stmt = select(WebhookEndpoint).order_by(WebhookEndpoint.created_at)
+        stmt = (
+            select(WebhookEndpoint)
+            .where(WebhookEndpoint.channel_id.is_(None))
+            .order_by(WebhookEndpoint.created_at)
+        )
         if principal.site_id:
             stmt = stmt.where(WebhookEndpoint.site_id == principal.site_id)
         rows = (await session.execute(stmt)).scalars().all()

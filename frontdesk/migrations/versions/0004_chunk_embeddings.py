@@ -7,7 +7,9 @@ Create Date: 2026-11-22
 `knowledge_chunks.embedding` holds each chunk's vector (float16 bytes; null until computed: the
 vector index embeds such chunks in memory, and re-adding a document stores them). It is added
 with a plain ALTER TABLE, never a batch table copy, which on SQLite would drop the FTS triggers.
-On SQLite the FTS update trigger now fires only when a chunk's heading or text changes.
+On SQLite the FTS5 table is rebuilt with the chunk's `site_id` as a third column, so that a
+search is limited to one site inside the full-text index (the ranking then never touches another
+site's rows), and its update trigger fires only when an indexed column changes.
 `knowledge_state` holds each site's knowledge version; sites that already have documents get one.
 """
 
@@ -25,26 +27,39 @@ branch_labels = None
 depends_on = None
 
 
-_FTS_UPDATE = (
-    "CREATE TRIGGER knowledge_chunks_au AFTER UPDATE{columns} ON knowledge_chunks BEGIN "
-    "INSERT INTO knowledge_chunks_fts(knowledge_chunks_fts, rowid, heading, text) "
-    "VALUES ('delete', old.id, old.heading, old.text); "
-    "INSERT INTO knowledge_chunks_fts(rowid, heading, text) "
-    "VALUES (new.id, new.heading, new.text); END"
-)
-
-
-def _fts_update_trigger(columns: str) -> None:
-    """On SQLite, re-create the trigger that keeps FTS5 in step with updated chunks."""
-    if op.get_bind().dialect.name == "sqlite":
-        op.execute("DROP TRIGGER IF EXISTS knowledge_chunks_au")
-        op.execute(_FTS_UPDATE.format(columns=columns))
+def _sqlite_fts(columns: tuple[str, ...], update_of: str) -> None:
+    """(Re)create the FTS5 index of knowledge chunks over `columns`, its triggers, and its data."""
+    for trigger in ("knowledge_chunks_ai", "knowledge_chunks_ad", "knowledge_chunks_au"):
+        op.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+    op.execute("DROP TABLE IF EXISTS knowledge_chunks_fts")
+    names = ", ".join(columns)
+    new = ", ".join(f"new.{c}" for c in columns)
+    old = ", ".join(f"old.{c}" for c in columns)
+    op.execute(
+        f"CREATE VIRTUAL TABLE knowledge_chunks_fts USING fts5({names}, "
+        "content='knowledge_chunks', content_rowid='id', "
+        "tokenize='porter unicode61 remove_diacritics 2')"
+    )
+    insert = f"INSERT INTO knowledge_chunks_fts(rowid, {names}) VALUES (new.id, {new}); "
+    delete = (
+        f"INSERT INTO knowledge_chunks_fts(knowledge_chunks_fts, rowid, {names}) "
+        f"VALUES ('delete', old.id, {old}); "
+    )
+    op.execute(f"CREATE TRIGGER knowledge_chunks_ai AFTER INSERT ON knowledge_chunks BEGIN {insert}END")
+    op.execute(f"CREATE TRIGGER knowledge_chunks_ad AFTER DELETE ON knowledge_chunks BEGIN {delete}END")
+    op.execute(
+        f"CREATE TRIGGER knowledge_chunks_au AFTER UPDATE{update_of} ON knowledge_chunks "
+        f"BEGIN {delete}{insert}END"
+    )
+    op.execute("INSERT INTO knowledge_chunks_fts(knowledge_chunks_fts) VALUES ('rebuild')")
 
 
 def upgrade() -> None:
     op.add_column("knowledge_chunks", sa.Column("embedding", sa.LargeBinary(), nullable=True))
-    # Storing a vector must not re-index the chunk's text.
-    _fts_update_trigger(" OF heading, text")
+    if op.get_bind().dialect.name == "sqlite":
+        # The site is indexed too, so a search is limited to one site inside FTS5; storing a
+        # vector (an update of another column) does not re-index the chunk.
+        _sqlite_fts(("heading", "text", "site_id"), " OF heading, text, site_id")
     op.create_index(
         "ix_knowledge_documents_site_checksum",
         "knowledge_documents",
@@ -74,7 +89,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    _fts_update_trigger("")
+    if op.get_bind().dialect.name == "sqlite":
+        _sqlite_fts(("heading", "text"), "")
     op.drop_table("knowledge_state")
     op.drop_index("ix_knowledge_documents_site_checksum", table_name="knowledge_documents")
     if op.get_bind().dialect.name == "sqlite":

@@ -13,8 +13,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from frontdesk import __version__
-from frontdesk.api import channels as inbound_channels
 from frontdesk.api import frame, health, pages, realtime
+from frontdesk.api import channels as inbound_channels
 from frontdesk.api.cors import WidgetCors
 from frontdesk.api.middleware import BodyLimit, SecurityHeaders
 from frontdesk.api.openapi import install_openapi
@@ -25,10 +25,12 @@ from frontdesk.api.v1 import (
     auth,
     channels,
     knowledge,
+    metrics,
     operators,
     sites,
     webhooks,
 )
+from frontdesk.api.v1 import conversations as inbox
 from frontdesk.api.widget import conversations, events, offers, sessions, stream
 from frontdesk.config import Settings, load_settings
 from frontdesk.demo_site import ensure_demo_site
@@ -85,6 +87,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         webhooks,
         activity,
         channels,
+        inbox,
+        metrics,
     ):
         app.include_router(router.router, prefix="/api/v1")
     app.include_router(inbound_channels.router)

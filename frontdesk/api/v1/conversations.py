@@ -1,0 +1,189 @@
+"""Conversations (`/api/v1/conversations`): the inbox's list and detail, and operator actions:
+take over, reply as operator (the visitor sees it live), hand back to the bot, close."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from sqlalchemy import and_, or_, select
+
+from frontdesk.actions.inbox import do_close, do_hand_back, do_operator_reply, do_take_over
+from frontdesk.actions.messages import check_client_id, check_message_text
+from frontdesk.api.deps import ServicesDep
+from frontdesk.api.v1.deps import Reader, Writer
+from frontdesk.errors import invalid_request, not_found
+from frontdesk.models import Conversation, Message, message_public
+from frontdesk.security.principals import Principal
+from frontdesk.services import Services
+
+router = APIRouter(prefix="/conversations", tags=["conversations"])
+
+
+class ConversationOut(BaseModel):
+    id: str
+    site_id: str
+    visitor_id: str
+    status: str
+    channel: str
+    handler: str
+    assigned_operator_id: str | None
+    last_seq: int
+    created_at: str
+    last_message_at: str | None
+
+
+class ConversationPage(BaseModel):
+    conversations: list[ConversationOut]
+    next_cursor: str | None
+
+
+class ConversationDetail(ConversationOut):
+    messages: list[dict[str, Any]]
+
+
+class Reply(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: StrictStr = Field(max_length=100_000)
+    client_id: StrictStr = Field(min_length=1, max_length=64)
+
+
+def conversation_out(row: Conversation) -> ConversationOut:
+    return ConversationOut(
+        id=row.id,
+        site_id=row.site_id,
+        visitor_id=row.visitor_id,
+        status=row.status,
+        channel=row.channel,
+        handler=row.handler,
+        assigned_operator_id=row.assigned_operator_id,
+        last_seq=row.last_seq,
+        created_at=row.created_at.isoformat(),
+        last_message_at=row.last_message_at.isoformat() if row.last_message_at else None,
+    )
+
+
+def _encode_cursor(row: Conversation) -> str:
+    return base64.urlsafe_b64encode(f"{row.created_at.isoformat()}|{row.id}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        at, _, conversation_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.fromisoformat(at), conversation_id
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise invalid_request("cursor is invalid.") from exc
+
+
+@router.get("", response_model=ConversationPage, summary="List conversations")
+async def list_conversations(
+    principal: Reader,
+    services: ServicesDep,
+    site_id: Annotated[str | None, Query(max_length=40)] = None,
+    status: Annotated[str | None, Query(pattern="^(open|closed)$")] = None,
+    handler: Annotated[str | None, Query(pattern="^(bot|operator)$")] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> ConversationPage:
+    """Newest first; `cursor` comes from the previous page's `next_cursor`."""
+    stmt = (
+        select(Conversation)
+        .order_by(Conversation.created_at.desc(), Conversation.id.desc())
+        .limit(limit + 1)
+    )
+    site = principal.site_id or site_id
+    if site_id and principal.site_id and site_id != principal.site_id:
+        return ConversationPage(conversations=[], next_cursor=None)
+    if site:
+        stmt = stmt.where(Conversation.site_id == site)
+    if status:
+        stmt = stmt.where(Conversation.status == status)
+    if handler:
+        stmt = stmt.where(Conversation.handler == handler)
+    if cursor:
+        at, conversation_id = _decode_cursor(cursor)
+        stmt = stmt.where(
+            or_(
+                Conversation.created_at < at,
+                and_(Conversation.created_at == at, Conversation.id < conversation_id),
+            )
+        )
+    async with services.db.read_scope() as session:
+        rows = list((await session.execute(stmt)).scalars())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return ConversationPage(
+        conversations=[conversation_out(r) for r in rows],
+        next_cursor=_encode_cursor(rows[-1]) if more and rows else None,
+    )
+
+
+async def _load(session: Any, principal: Principal, conversation_id: str) -> Conversation:
+    row = await session.get(Conversation, conversation_id) if len(conversation_id) <= 40 else None
+    if row is None or not principal.may_see_site(row.site_id):
+        raise not_found("No such conversation.")
+    assert isinstance(row, Conversation)
+    return row
+
+
+@router.get("/{conversation_id}", response_model=ConversationDetail, summary="One conversation")
+async def conversation_detail(
+    conversation_id: str, principal: Reader, services: ServicesDep
+) -> ConversationDetail:
+    async with services.db.read_scope() as session:
+        row = await _load(session, principal, conversation_id)
+        messages = (
+            await session.execute(
+                select(Message).where(Message.conversation_id == row.id).order_by(Message.seq)
+            )
+        ).scalars()
+        shown = [message_public(m) for m in messages]
+    return ConversationDetail(**conversation_out(row).model_dump(), messages=shown)
+
+
+async def _act(
+    services: Services, principal: Principal, conversation_id: str, action: Any
+) -> ConversationOut:
+    async with services.db.session_scope() as session:
+        row = await _load(session, principal, conversation_id)
+        result = action(session, row, principal)
+        if hasattr(result, "__await__"):
+            await result
+        return conversation_out(row)
+
+
+@router.post("/{conversation_id}/takeover", response_model=ConversationOut, summary="Take over")
+async def take_over(
+    conversation_id: str, principal: Writer, services: ServicesDep
+) -> ConversationOut:
+    """The bot stops answering; the operator answers."""
+    return await _act(services, principal, conversation_id, do_take_over)
+
+
+@router.post("/{conversation_id}/handback", response_model=ConversationOut, summary="Hand back")
+async def hand_back(
+    conversation_id: str, principal: Writer, services: ServicesDep
+) -> ConversationOut:
+    return await _act(services, principal, conversation_id, do_hand_back)
+
+
+@router.post("/{conversation_id}/close", response_model=ConversationOut, summary="Close")
+async def close(conversation_id: str, principal: Writer, services: ServicesDep) -> ConversationOut:
+    """Records `conversation.closed` with the transcript."""
+    return await _act(services, principal, conversation_id, do_close)
+
+
+@router.post("/{conversation_id}/messages", status_code=201, summary="Reply as an operator")
+async def reply(
+    conversation_id: str, body: Reply, principal: Writer, services: ServicesDep
+) -> dict[str, Any]:
+    """Takes the conversation over if the bot had it; idempotent by `client_id`."""
+    text = check_message_text(body.text, max_chars=services.settings.max_message_chars)
+    client_id = check_client_id(body.client_id)
+    async with services.db.session_scope() as session:
+        row = await _load(session, principal, conversation_id)
+        stored = await do_operator_reply(session, row, principal, text, client_id)
+        return {"message": message_public(stored.message)}

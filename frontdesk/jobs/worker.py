@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from frontdesk.db import Database
 from frontdesk.jobs import queue
 from frontdesk.jobs.clock import Clock
@@ -49,10 +51,15 @@ Handler = Callable[[dict[str, Any], "WorkerContext"], Awaitable[None]]
 class WorkerContext:
     worker: Worker
     job: Job
+    finished: bool = False
 
     @property
     def clock(self) -> Clock:
         return self.worker.clock
+
+    async def finish_in(self, session: AsyncSession) -> None:
+        """Mark the job done inside the handler's own transaction (one commit, not two)."""
+        self.finished = await queue.finish(session, self.job.id, self.worker.id, self.clock.now())
 
 
 def backoff(attempt: int, *, base_s: float = 2.0, cap_s: float = 3600.0) -> float:
@@ -69,9 +76,9 @@ class Worker:
         clock: Clock | None = None,
         before_claim: Callable[[], Awaitable[int]] | None = None,
         lease_s: float = 60.0,
-        batch: int = 20,
+        batch: int = 50,
         poll_s: float = 1.0,
-        concurrency: int = 16,
+        concurrency: int = 50,
     ) -> None:
         self.db = db
         self.broker = broker
@@ -149,7 +156,8 @@ class Worker:
             try:
                 if handler is None:
                     raise Permanent(f"no handler for {job.kind!r}")
-                await handler(job.payload, WorkerContext(self, job))
+                context = WorkerContext(self, job)
+                await handler(job.payload, context)
             except Retry as again:
                 async with self.db.session_scope() as session:
                     await queue.retry(session, job.id, self.id, run_at=again.at, error=again.reason)
@@ -166,6 +174,7 @@ class Worker:
                         run_at = now() + timedelta(seconds=backoff(job.attempts))
                         await queue.retry(session, job.id, self.id, run_at=run_at, error=reason)
             else:
-                async with self.db.session_scope() as session:
-                    await queue.finish(session, job.id, self.id, now())
+                if not context.finished:
+                    async with self.db.session_scope() as session:
+                        await queue.finish(session, job.id, self.id, now())
             self.processed += 1

@@ -107,18 +107,25 @@ class Deliverer:
     async def __call__(self, payload: dict[str, Any], ctx: WorkerContext) -> None:
         delivery_id = str(payload["delivery_id"])
         async with self.db.read_scope() as session:
-            delivery = await session.get(WebhookDelivery, delivery_id)
-            endpoint = (
-                await session.get(WebhookEndpoint, delivery.endpoint_id) if delivery else None
-            )
-        if delivery is None or endpoint is None or delivery.status != "pending":
+            found = (
+                await session.execute(
+                    select(WebhookDelivery, WebhookEndpoint)
+                    .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+                    .where(WebhookDelivery.id == delivery_id)
+                )
+            ).first()
+        if found is None or found[0].status != "pending":
             return  # deleted, or already settled by another attempt
+        delivery, endpoint = found
         now = self.clock.now()
         outcome = None if endpoint.status != "active" else await self._send(endpoint, delivery, now)
-        await self._record(delivery_id, outcome, now)
+        await self._record(delivery_id, outcome, now, ctx)
 
-    async def _record(self, delivery_id: str, outcome: Outcome | None, now: datetime) -> None:
+    async def _record(
+        self, delivery_id: str, outcome: Outcome | None, now: datetime, ctx: WorkerContext
+    ) -> None:
         async with self.db.session_scope() as session:
+            await ctx.finish_in(session)
             stmt = select(WebhookDelivery).where(WebhookDelivery.id == delivery_id)
             if session.get_bind().dialect.name == "postgresql":
                 stmt = stmt.with_for_update()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import fnmatch
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from frontdesk.db import Database
 from frontdesk.ids import new_id
@@ -69,6 +69,14 @@ def payload_for(event: EventRecord, public_url: str) -> bytes:
 
 async def fan_out(db: Database, clock: Clock, public_url: str) -> int:
     """One pass; returns how many events were handled."""
+    async with db.read_scope() as session:
+        # Cheap check first: most wake-ups find nothing new, and need no write lock.
+        cursor_value = await session.scalar(
+            select(SystemMeta.value).where(SystemMeta.key == "webhook_cursor")
+        )
+        head = await session.scalar(select(func.max(EventRecord.offset)))
+    if cursor_value is None or not head or int(head) <= int(cursor_value):
+        return 0
     async with db.session_scope() as session:
         cursor_stmt = select(SystemMeta).where(SystemMeta.key == "webhook_cursor")
         if session.get_bind().dialect.name == "postgresql":

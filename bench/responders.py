@@ -1,0 +1,346 @@
+"""Responder benchmark: what FrontDesk adds to an upstream's first token, and the answer cache.
+
+1. First-token latency added by the server. A faithful OpenAI fake (tests/fakes, a real HTTP
+   server on loopback, first token after `--upstream-ms`) is called directly with the `openai`
+   SDK at `--rate` new messages per second; then the same load goes through a real
+   `frontdesk serve` whose site answers with that upstream (`POST …/messages` with SSE), timing
+   request → first `delta` event. Added = through FrontDesk − direct, per percentile.
+2. Answer-cache hit rate on a standard mix: `--asks` first questions in new conversations drawn
+   (Zipf-like, seeded) from 20 frequently asked questions, against the knowledge responder.
+
+Budgets (issue): added p50 ≤ 5 ms, p99 ≤ 25 ms at 100 messages/s; hit rate ≥ 80 %.
+Retrieval p95 at 100k chunks and ingestion speed are measured by bench/retrieval.py.
+
+    .venv/bin/python -m bench.responders --rate 100 --seconds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from openai import AsyncOpenAI
+
+
+VENV_BIN = Path(sys.executable).parent
+RESULTS = Path(__file__).parent / "results"
+ORIGIN = "http://bench.local"
+# The upstream fake runs in its own process, so that it and the load generator do not share a
+# GIL: what is measured is FrontDesk, not the harness.
+FAKE_PROCESS = """
+import sys, asyncio
+from tests.fakes import OpenAIFake, FakeServer
+fake = OpenAIFake(api_key="sk-bench", model="bench-model")
+fake.first_token_latency = float(sys.argv[2])
+fake.answer_tokens = 8
+async def main():
+    async with FakeServer(fake, port=int(sys.argv[1])):
+        await asyncio.Event().wait()
+asyncio.run(main())
+"""
+FAQ = [
+    "How do I install FrontDesk?",
+    "What is a responder?",
+    "How do I verify visitor identity?",
+    "How do webhooks retry?",
+    "What does make run do?",
+    "How do I add documents?",
+    "What are allowed origins?",
+    "How do rate limits work?",
+    "What is the answer cache?",
+    "How do I rotate the secret key?",
+    "What is the SSE fallback?",
+    "How do I create a site?",
+    "What does /ready check?",
+    "How do I connect Dify?",
+    "How do I connect Ollama?",
+    "What is an API key scope?",
+    "How are operators signed in?",
+    "What is a quick action?",
+    "How does the widget resume?",
+    "Where are the logs?",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, round(p / 100 * len(ordered)) - 1))]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {k: round(pct(values, float(k[1:])) * 1000, 2) for k in ("p50", "p95", "p99")}
+
+
+async def open_loop(rate: float, seconds: float, one: Any) -> list[float]:
+    """Start `one()` at a fixed rate (not waiting for earlier ones); their latencies."""
+    tasks = []
+    start = time.perf_counter()
+    for i in range(int(rate * seconds)):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i)))
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    return [r for r in results if isinstance(r, float)]
+
+
+async def direct(base_url: str, rate: float, seconds: float) -> list[float]:
+    client = AsyncOpenAI(base_url=f"{base_url}/v1", api_key="sk-bench", max_retries=0)
+
+    async def one(i: int) -> float:
+        started = time.perf_counter()
+        stream = await client.chat.completions.create(
+            model="bench-model",
+            messages=[{"role": "user", "content": f"question {i}"}],
+            stream=True,
+        )
+        first = None
+        async for chunk in stream:
+            if first is None and chunk.choices and chunk.choices[0].delta.content:
+                first = time.perf_counter() - started
+        return float(first if first is not None else "nan")
+
+    try:
+        return await open_loop(rate, seconds, one)
+    finally:
+        await client.close()
+
+
+def xff(i: int) -> str:
+    return f"198.18.{(i // 250) % 250}.{i % 250 + 1}"
+
+
+async def through_frontdesk(base: str, site_id: str, rate: float, seconds: float) -> list[float]:
+    limits = httpx.Limits(max_connections=2000, max_keepalive_connections=500)
+    count = int(rate * seconds)
+    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as http:
+
+        async def prepare(i: int) -> tuple[dict[str, str], str]:
+            headers = {"Origin": ORIGIN, "X-Forwarded-For": xff(i)}
+            body = {"site_id": site_id}
+            session = (
+                await http.post("/api/widget/v1/sessions", json=body, headers=headers)
+            ).json()
+            auth = {**headers, "Authorization": f"Bearer {session['access_token']}"}
+            conversation = (await http.post("/api/widget/v1/conversations", headers=auth)).json()
+            return auth, conversation["id"]
+
+        # Visitors and conversations exist before the clock starts: only messages are timed.
+        prepared = [await prepare(i) for i in range(count)]
+
+        async def one(i: int) -> float:
+            auth, conversation = prepared[i]
+            started = time.perf_counter()
+            async with http.stream(
+                "POST",
+                f"/api/widget/v1/conversations/{conversation}/messages",
+                headers={**auth, "Accept": "text/event-stream"},
+                json={"client_id": str(uuid.uuid4()), "text": f"question {i}"},
+            ) as response:
+                async for line in response.aiter_lines():
+                    if line == "event: delta":
+                        return time.perf_counter() - started
+            return float("nan")
+
+        return await open_loop(rate, seconds, one)
+
+
+async def cache_mix(base: str, site_id: str, asks: int) -> dict[str, Any]:
+    rng = random.Random(11)
+    weights = [1 / (rank + 1) for rank in range(len(FAQ))]
+    hits = 0
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        for i in range(asks):
+            question = rng.choices(FAQ, weights)[0]
+            headers = {"Origin": ORIGIN, "X-Forwarded-For": xff(10_000 + i)}
+            session = (
+                await http.post(
+                    "/api/widget/v1/sessions", json={"site_id": site_id}, headers=headers
+                )
+            ).json()
+            auth = {**headers, "Authorization": f"Bearer {session['access_token']}"}
+            conversation = (await http.post("/api/widget/v1/conversations", headers=auth)).json()[
+                "id"
+            ]
+            response = await http.post(
+                f"/api/widget/v1/conversations/{conversation}/messages",
+                headers={**auth, "Accept": "text/event-stream"},
+                json={"client_id": "q", "text": question},
+            )
+            frames = [
+                json.loads(line[6:])
+                for line in response.text.splitlines()
+                if line.startswith("data: ")
+            ]
+            answer = [f for f in frames if f["type"] == "message"][-1]["message"]
+            hits += bool((answer.get("meta") or {}).get("cached"))
+    return {
+        "asks": asks,
+        "distinct_questions": len(FAQ),
+        "hits": hits,
+        "hit_rate": round(hits / asks, 3),
+    }
+
+
+def start_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [str(VENV_BIN / "frontdesk"), "serve", "--demo"], env=env, stdout=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("server did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rate", type=float, default=100)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--upstream-ms", type=float, default=50)
+    parser.add_argument("--asks", type=int, default=300)
+    args = parser.parse_args()
+    upstream_port = free_port()
+    fake_process = subprocess.Popen(
+        [sys.executable, "-c", FAKE_PROCESS, str(upstream_port), str(args.upstream_ms / 1000)],
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    upstream = f"http://127.0.0.1:{upstream_port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"{upstream}/v1/models", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        direct_latencies = asyncio.run(direct(upstream, args.rate, args.seconds))
+        data = Path(tempfile.mkdtemp(prefix="fd-bench-responders-"))
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FRONTDESK_")}
+        env.update(
+            FRONTDESK_DATA_DIR=str(data),
+            FRONTDESK_PUBLIC_URL=f"http://127.0.0.1:{port}",
+            FRONTDESK_PORT=str(port),
+            FRONTDESK_LOG_LEVEL="warning",
+            FRONTDESK_TRUSTED_PROXIES="127.0.0.1",
+        )
+        bin_ = str(VENV_BIN / "frontdesk")
+        responder = json.dumps(
+            {
+                "kind": "openai",
+                "base_url": f"{upstream}/v1",
+                "api_key": "sk-bench",
+                "model": "bench-model",
+            }
+        )
+        created = subprocess.run(
+            [
+                bin_,
+                "site",
+                "create",
+                "--name",
+                "Up",
+                "--origin",
+                ORIGIN,
+                "--responder",
+                responder,
+                "--json",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        upstream_site = json.loads(created.stdout)["site_id"]
+        knowledge_site = "site_demo"
+        server = start_server({**env}, port)
+        try:
+            # The demo site allows FrontDesk's own origins; give it the bench origin too.
+            key = json.loads(
+                subprocess.run(
+                    [bin_, "apikey", "create", "--scopes", "admin", "--json"],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+            )["key"]
+            admin = {"Authorization": f"Bearer {key}"}
+            base = f"http://127.0.0.1:{port}"
+            high = {
+                "visitor_messages": "100000/minute",
+                "visitor_burst": 10000,
+                "site_messages": "100000/minute",
+                "site_burst": 10000,
+                "ip_messages": "100000/minute",
+                "ip_burst": 10000,
+            }
+            httpx.patch(
+                f"{base}/api/v1/sites/{upstream_site}",
+                headers=admin,
+                json={"limits": high, "options": {"answer_cache": False}},
+            ).raise_for_status()
+            demo = httpx.get(f"{base}/api/v1/sites/{knowledge_site}", headers=admin).json()
+            httpx.patch(
+                f"{base}/api/v1/sites/{knowledge_site}",
+                headers=admin,
+                json={"allowed_origins": [*demo["allowed_origins"], ORIGIN], "limits": high},
+            ).raise_for_status()
+            served = asyncio.run(through_frontdesk(base, upstream_site, args.rate, args.seconds))
+            cache = asyncio.run(cache_mix(base, knowledge_site, args.asks))
+        finally:
+            server.terminate()
+            server.wait(timeout=15)
+    finally:
+        fake_process.terminate()
+        fake_process.wait(timeout=15)
+    direct_s, served_s = summary(direct_latencies), summary(served)
+    added = {k: round(served_s[k] - direct_s[k], 2) for k in direct_s}
+    result = {
+        "rate_per_s": args.rate,
+        "seconds": args.seconds,
+        "upstream_first_token_ms": args.upstream_ms,
+        "direct_first_token_ms": direct_s,
+        "through_frontdesk_first_token_ms": served_s,
+        "added_ms": added,
+        "samples": {"direct": len(direct_latencies), "served": len(served)},
+        "answer_cache": cache,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "responders.json").write_text(json.dumps(result, indent=2))
+    print(f"{'first token (ms)':<22}{'p50':>9}{'p95':>9}{'p99':>9}")
+    for name, row in (
+        ("direct to upstream", direct_s),
+        ("through FrontDesk", served_s),
+        ("added", added),
+    ):
+        print(f"{name:<22}{row['p50']:>9}{row['p95']:>9}{row['p99']:>9}")
+    print(f"answer cache: {cache['hits']}/{cache['asks']} hits ({cache['hit_rate']:.1%})")
+    print(f"written {RESULTS / 'responders.json'}")
+
+
+if __name__ == "__main__":
+    main()

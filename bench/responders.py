@@ -33,7 +33,6 @@ from typing import Any
 import httpx
 from openai import AsyncOpenAI
 
-
 VENV_BIN = Path(sys.executable).parent
 RESULTS = Path(__file__).parent / "results"
 ORIGIN = "http://bench.local"

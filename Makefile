@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install run test check fmt bench docs clean fuzz
+.PHONY: install build browser run test check fmt bench docs clean fuzz
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -14,10 +14,30 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: install
+# The widget (web/ → frontdesk/web/static): `npm ci` when the lock file changes, the build when
+# any source changes; otherwise nothing (like the .venv stamp).
+WEB_SOURCES := $(shell find web -path web/node_modules -prune -o -type f \( -name '*.ts' -o -name '*.css' -o -name '*.mjs' -o -name '*.json' \) -print 2>/dev/null)
+NODE_STAMP := web/node_modules/.ci-stamp
+BUILD_STAMP := frontdesk/web/static/.build-stamp
+
+$(NODE_STAMP): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
+
+$(BUILD_STAMP): $(NODE_STAMP) $(WEB_SOURCES)
+	cd web && npm run build
+	touch $(BUILD_STAMP)
+
+build: $(BUILD_STAMP)
+
+# Headless Chromium for the browser tests (Debian's package; installed only when missing).
+browser:
+	test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
+
+run: install build
 	$(VENV)/bin/frontdesk serve --demo
 
-test: install
+test: install build browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 check: install

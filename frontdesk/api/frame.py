@@ -2,8 +2,9 @@
 
 Its `Content-Security-Policy: frame-ancestors` lists exactly the site's allowed origins, so no
 other page can frame the chat; this is the only page that may be framed at all, and it sends no
-`X-Frame-Options`. Until the embeddable widget lands,
-the frame runs the same small chat client as the demo page.
+`X-Frame-Options`. The page is a shell: the built frame bundle (web/frame, served by
+`frontdesk.api.assets` under `/w/assets/`) renders the chat. Asset URLs are relative, so the page
+works under a sub-path too.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import html
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
+from frontdesk.api.assets import frame_assets
 from frontdesk.api.deps import ServicesDep
 
 router = APIRouter(include_in_schema=False)
@@ -22,6 +24,7 @@ FRAME_CSP = (
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
     "frame-ancestors {ancestors}"
 )
+NOT_BUILT = "<p>The chat frame is not built yet: run <code>make build</code>.</p>"
 
 
 def frame_ancestors(origins: tuple[str, ...]) -> str:
@@ -31,28 +34,24 @@ def frame_ancestors(origins: tuple[str, ...]) -> str:
 @router.get("/w/{site_id}")
 async def chat_frame(site_id: str, services: ServicesDep) -> HTMLResponse:
     site = await services.sites.get(site_id)
+    assets = frame_assets()
+    head, body = "", NOT_BUILT
+    if assets is not None:
+        js, css = (html.escape(name) for name in assets)
+        head = (
+            f'  <link rel="stylesheet" href="assets/{css}">\n'
+            f'  <script src="assets/{js}" defer></script>\n'
+        )
+        body = ""
     page = f"""<!doctype html>
 <html lang="{html.escape(site.locale)}">
 <head>
   <meta charset="utf-8">
   <meta name="viewport" content="width=device-width, initial-scale=1">
+  <meta name="referrer" content="strict-origin-when-cross-origin">
   <title>{html.escape(site.name)}</title>
-  <link rel="stylesheet" href="/demo/demo.css">
-  <script src="/demo/demo.js" defer></script>
-</head>
-<body data-site-id="{html.escape(site.id)}">
-  <main class="demo">
-    <section class="chat" aria-label="Chat">
-      <div class="status" id="status" role="status">connecting…</div>
-      <ol class="messages" id="messages" aria-live="polite"></ol>
-      <form id="composer" class="composer">
-        <label for="text" class="visually-hidden">Your message</label>
-        <input id="text" name="text" autocomplete="off" maxlength="4000" required>
-        <button type="submit">Send</button>
-      </form>
-    </section>
-  </main>
-</body>
+{head}</head>
+<body data-site-id="{html.escape(site.id)}">{body}</body>
 </html>"""
     csp = FRAME_CSP.format(ancestors=frame_ancestors(site.allowed_origins))
-    return HTMLResponse(page, headers={"Content-Security-Policy": csp})
+    return HTMLResponse(page, headers={"Content-Security-Policy": csp, "Cache-Control": "no-cache"})

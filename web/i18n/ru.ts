@@ -1,0 +1,47 @@
+// Russian strings of the widget; the same keys as en.ts (the type checker enforces it).
+import type { FrameStrings, LoaderStrings } from "./en";
+
+export const loader: LoaderStrings = {
+  open: "Открыть чат",
+  close: "Закрыть чат",
+  blocked: "Этот чат недоступен на этом сайте.",
+};
+
+export const frame: FrameStrings = {
+  title: "Чат",
+  close: "Закрыть чат",
+  connecting: "Подключение…",
+  online: "В сети",
+  reconnecting: "Переподключение…",
+  offline: "Нет связи. Сообщения будут отправлены, когда связь появится.",
+  placeholder: "Напишите сообщение…",
+  send: "Отправить",
+  queued: "Ожидает подключения",
+  sending: "Отправка…",
+  sent: "Отправлено",
+  failed: "Не отправлено",
+  retry: "Повторить",
+  typing: "Печатает…",
+  sources: "Источники",
+  you: "Вы",
+  assistant: "Ассистент",
+  operator: "Сотрудник",
+  networkError: "Проблема с сетью. Мы продолжаем попытки.",
+  rateLimited: "Слишком много сообщений. Отправить снова можно через {time}.",
+  serverError: "На нашей стороне что-то пошло не так. Попробуйте чуть позже.",
+  invalidInput: "Это сообщение нельзя отправить. Сократите или измените его.",
+  originNotAllowed: "Этот чат недоступен на этом сайте.",
+  identityInvalid: "Не удалось подтвердить вашу учётную запись. Вы общаетесь как гость.",
+  unlock: "Открыть",
+  unlocked: "Открыто",
+  email: "Email",
+  name: "Имя",
+  phone: "Телефон",
+  submit: "Отправить",
+  cancel: "Отмена",
+  getAccess: "Получить доступ",
+  leadPrompt: "Оставьте ваш email, и сотрудник свяжется с вами.",
+  leadThanks: "Спасибо! Мы с вами свяжемся.",
+  invalidEmail: "Введите корректный адрес email.",
+  required: "Заполните это поле.",
+};

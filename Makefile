@@ -39,6 +39,7 @@ run: install build
 
 test: install build browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS) -m browser tests/browser
 
 check: install
 	$(VENV)/bin/ruff format --check frontdesk tests bench

@@ -173,14 +173,17 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"webhooks-{result['database']}.json"
     out.write_text(json.dumps(result, indent=2))
-    print(
-        f"{'database':<10} {'events':>7} {'delivered':>9} {'per s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}"
-    )
     lat = result["latency_ms"]
-    print(
-        f"{result['database']:<10} {result['events']:>7} {result['delivered']:>9} {result['deliveries_per_s']:>8} "
-        f"{lat.get('p50', '-'):>8} {lat.get('p95', '-'):>8} {lat.get('p99', '-'):>8} {lat.get('max', '-'):>8}"
+    header = ("database", "events", "delivered", "per s", "p50 ms", "p95 ms", "p99 ms", "max ms")
+    row = (
+        result["database"],
+        result["events"],
+        result["delivered"],
+        result["deliveries_per_s"],
+        *(lat.get(k, "-") for k in ("p50", "p95", "p99", "max")),
     )
+    print(" ".join(f"{h:>10}" for h in header))
+    print(" ".join(f"{v!s:>10}" for v in row))
     print(f"written {out}")
 
 

@@ -4,8 +4,8 @@ HTTP on loopback: streaming, usage, conversation mapping, stop, retries, breaker
 from __future__ import annotations
 
 import asyncio
-import uuid
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -227,7 +227,7 @@ async def test_dify_maps_conversations_and_cites_sources(
         }
     ]
     visitor, conversation_id = await visitor_for(client, services, dify_config(dify_upstream[1]))
-    events, first = await ask(visitor, conversation_id, "can I return it")
+    _, first = await ask(visitor, conversation_id, "can I return it")
     assert first["text"].startswith("Echo: can I return it")
     assert first["citations"] == [{"title": "Returns.md", "snippet": "Returns within 30 days."}]
     assert "_upstream" not in first.get("meta", {})  # the upstream id never reaches the browser

@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from frontdesk.api.deps import ServicesDep
 from frontdesk.api.v1.deps import Reader
+from frontdesk.api.v1.params import utc_bound
 from frontdesk.errors import invalid_request, not_found
 from frontdesk.models import EventRecord
 
@@ -75,11 +76,11 @@ async def activity(
         return ActivityPage(activity=[], next_cursor=None)
     if site:
         stmt = stmt.where(EventRecord.site_id == site)
-    for bound, compare in ((since, EventRecord.at.__ge__), (until, EventRecord.at.__lt__)):
-        if bound is not None:
-            if bound.tzinfo is None:
-                raise invalid_request("since/until need a time zone (e.g. Z).")
-            stmt = stmt.where(compare(bound))
+    since, until = utc_bound(since, "since"), utc_bound(until, "until")
+    if since is not None:
+        stmt = stmt.where(EventRecord.at >= since)
+    if until is not None:
+        stmt = stmt.where(EventRecord.at < until)
     if cursor:
         if not cursor.isdigit():
             raise invalid_request("cursor is invalid.")

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 
 from frontdesk.api.deps import ServicesDep
 from frontdesk.api.v1.deps import Reader
+from frontdesk.api.v1.params import utc_bound
 from frontdesk.errors import invalid_request
 from frontdesk.queries.metrics import summary
 
@@ -25,9 +26,7 @@ async def metrics(
 ) -> dict[str, Any]:
     """Conversations, messages, visitors, leads, errors, quick-action and offer clicks created in
     `[since, until)`, answer latency p50/p95 (ms), and webhook deliveries by outcome."""
-    for bound in (since, until):
-        if bound is not None and bound.tzinfo is None:
-            raise invalid_request("since/until need a time zone (e.g. Z).")
+    since, until = utc_bound(since, "since"), utc_bound(until, "until")
     if principal.site_id:
         if site_id and site_id != principal.site_id:
             raise invalid_request("This key is limited to another site.")

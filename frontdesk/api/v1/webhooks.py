@@ -17,6 +17,7 @@ from frontdesk.actions.webhooks import (
 )
 from frontdesk.api.deps import ServicesDep
 from frontdesk.api.v1.deps import Admin
+from frontdesk.api.v1.params import utc_bound
 from frontdesk.errors import invalid_request, not_found
 from frontdesk.events.recorder import record_event
 from frontdesk.ids import new_id
@@ -291,11 +292,7 @@ async def redeliver_failed(
     endpoint_id: str, body: RedeliverAll, principal: Admin, services: ServicesDep
 ) -> Redelivered:
     await _endpoint(services, principal, endpoint_id)
-    since = (
-        body.since
-        if body.since.tzinfo
-        else body.since.replace(tzinfo=services.worker.clock.now().tzinfo)
-    )
+    since = utc_bound(body.since, "since")
     async with services.db.session_scope() as session:
         rows = (
             (

@@ -2,9 +2,10 @@
 
 An embedder turns texts into L2-normalised float32 vectors, so that a dot product is the cosine
 similarity. `chunk_vectors` and `question_vector` decide what is embedded: content words only,
-and for a chunk its text's vector mixed with its heading's. The default one is WordLlama's `l2_supercat` static model (token embeddings averaged),
-loaded from the files the `wordllama` package ships (weights in `weights/`, tokenizer in
-`tokenizers/`), never from the network: loading is lazy, once per process, behind a lock.
+and for a chunk its text's vector mixed with its heading's. The default embedder is WordLlama's
+`l2_supercat` static model (token embeddings averaged), loaded from the files the `wordllama`
+package ships (weights in `weights/`, tokenizer in `tokenizers/`), never from the network:
+loading is lazy, once per process, behind a lock.
 
 Embedding is CPU work: async callers run it with `await asyncio.to_thread(embedder.embed, ...)`.
 """
@@ -71,7 +72,8 @@ def chunk_vectors(embedder: Embedder, chunks: Sequence[tuple[str, str]]) -> Vect
 
 
 def question_vector(embedder: Embedder, question: str) -> NDArray[np.float32]:
-    return embedder.embed([content_words(question)])[0]
+    vector: NDArray[np.float32] = embedder.embed([content_words(question)])[0]
+    return vector
 
 
 class EmbedderUnavailable(RuntimeError):

@@ -3,8 +3,9 @@
 A vector is stored in `knowledge_chunks.embedding` as little-endian float16 bytes (half the size
 of float32, the same recall@3 on the labelled set: bench/retrieval_eval.py). In memory, a site's
 vectors are one float32 matrix searched exactly: a dot product per row (single-threaded), then
-`argpartition` for the top k. An index is labelled with the site's knowledge version it was built at; the cache
-keeps one index per site and rebuilds it when the version it reads from the database differs.
+`argpartition` for the top k. An index is labelled with the site's knowledge version it was
+built at; the cache keeps one index per site and rebuilds it when the version it reads from the
+database differs.
 """
 
 from __future__ import annotations

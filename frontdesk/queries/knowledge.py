@@ -1,8 +1,9 @@
 """Retrieval over a site's knowledge chunks: lexical, vector, and the two fused (hybrid).
 
-Lexical: SQLite uses the FTS5 table (`bm25`, heading weighted above body); PostgreSQL the
-generated `tsvector` column (`ts_rank_cd`). The query is an OR of the question's content words,
-each quoted or sanitised so that user text can never inject query syntax.
+Lexical: SQLite uses the FTS5 table (`bm25`, heading weighted above body, limited to the site
+inside the index, at most `MAX_RANKED_ROWS` rows ranked); PostgreSQL the generated `tsvector`
+column (`ts_rank_cd`). The query is an OR of the question's content words, each quoted or
+sanitised so that user text can never inject query syntax.
 
 Vector: the site's chunk vectors live in an in-process exact index (`knowledge.vectors`), built
 from the database on first use and rebuilt when `knowledge_version` changes. Chunks stored
@@ -16,6 +17,7 @@ gate uses.
 from __future__ import annotations
 
 import asyncio
+import re
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -39,6 +41,8 @@ from frontdesk.knowledge.vectors import (
 )
 
 CANDIDATES = 20  # taken from each ranking before fusing
+_FTS_TOKEN = re.compile(r"[^\W_]+")  # what FTS5's unicode61 tokenizer calls a token
+MAX_RANKED_ROWS = 500  # SQLite: rows bm25 ranks for one question, about (see _sqlite_query)
 INLINE_SEARCH_ROWS = 20_000  # larger indexes are searched in a worker thread
 
 
@@ -59,15 +63,22 @@ class Passage:
 
 _COLUMNS = "c.id, c.document_id, d.title, c.heading, c.text, d.url, d.source"
 
+# The FTS5 ranking runs over one site's rows only (`site_id` is an indexed FTS column, weight 0)
+# and the join happens after the LIMIT, so only the returned rows are looked up.
 _SQLITE = text(
     f"""
-    SELECT {_COLUMNS}, -bm25(knowledge_chunks_fts, 2.0, 1.0) AS score
-    FROM knowledge_chunks_fts
-    JOIN knowledge_chunks c ON c.id = knowledge_chunks_fts.rowid
+    SELECT {_COLUMNS}, -f.rank AS score
+    FROM (
+        SELECT rowid, bm25(knowledge_chunks_fts, 2.0, 1.0, 0.0) AS rank
+        FROM knowledge_chunks_fts
+        WHERE knowledge_chunks_fts MATCH :query
+        ORDER BY rank
+        LIMIT :limit
+    ) AS f
+    JOIN knowledge_chunks c ON c.id = f.rowid
     JOIN knowledge_documents d ON d.id = c.document_id
-    WHERE knowledge_chunks_fts MATCH :query AND c.site_id = :site_id
-    ORDER BY bm25(knowledge_chunks_fts, 2.0, 1.0)
-    LIMIT :limit
+    WHERE c.site_id = :site_id
+    ORDER BY f.rank, c.id
     """  # noqa: S608 - constant column list
 )
 
@@ -119,6 +130,67 @@ def _passage(row: Sequence[Any], lexical_rank: int | None = None) -> Passage:
     )
 
 
+_COUNT = (  # one term's rows in the site, counted up to :cap
+    "(SELECT count(*) FROM (SELECT 1 FROM knowledge_chunks_fts "
+    "WHERE knowledge_chunks_fts MATCH :q{i} LIMIT :cap))"
+)
+
+
+def _fts_phrase(value: str) -> str:
+    return '"' + value.replace('"', '""') + '"'
+
+
+def _site_phrase(site_id: str) -> str:
+    """The site id as an FTS5 phrase without its `site` prefix token: "site" is in every row's
+    site_id column (and in many texts), and intersecting with its doclist costs milliseconds at
+    100k chunks. Rows of another site whose id gives the same phrase are dropped by the outer
+    `c.site_id = :site_id` filter."""
+    tokens = _FTS_TOKEN.findall(site_id.lower())
+    if len(tokens) > 1 and tokens[0] == "site":
+        tokens = tokens[1:]
+    return _fts_phrase(" ".join(tokens) or site_id)
+
+
+async def _count_rows(session: AsyncSession, queries: list[str]) -> list[int]:
+    """How many rows each FTS5 query matches, counted up to `MAX_RANKED_ROWS` + 1."""
+    counts = ", ".join(_COUNT.format(i=i) for i in range(len(queries)))
+    params: dict[str, object] = {"cap": MAX_RANKED_ROWS + 1}
+    params |= {f"q{i}": q for i, q in enumerate(queries)}
+    row = (await session.execute(text(f"SELECT {counts}"), params)).one()
+    return [int(c) for c in row]
+
+
+async def _sqlite_query(session: AsyncSession, site_id: str, terms: list[str]) -> str | None:
+    """The FTS5 query for the terms within one site, or None when no selective one exists.
+
+    Ranking costs time per matching row, so at most about `MAX_RANKED_ROWS` rows are ranked:
+    when the terms together match more, only the rows that contain one of the rarest terms
+    (together under the cap) are ranked, by all the terms (those rarest ones then count twice,
+    as the words that say most). When every term is that common, the rows containing all of
+    them are ranked if they are few enough; otherwise lexical retrieval abstains and the
+    vector ranking answers alone. Small sites (under the cap) always get the plain OR query.
+    """
+    site = f"site_id : {_site_phrase(site_id)}"
+    phrases = [_fts_phrase(t) for t in terms]
+    counts = await _count_rows(session, [f"{site} AND {p}" for p in phrases])
+    every = " OR ".join(phrases)
+    if sum(counts) <= MAX_RANKED_ROWS:
+        return f"{site} AND ({every})"
+    rare: list[str] = []
+    total = 0
+    for count, phrase in sorted(zip(counts, phrases, strict=True)):
+        if total + count > MAX_RANKED_ROWS:
+            break
+        rare.append(phrase)
+        total += count
+    if rare:
+        return f"{site} AND ({' OR '.join(rare)}) AND ({every})"
+    conjunction = f"{site} AND {' AND '.join(phrases)}"
+    if (await _count_rows(session, [conjunction]))[0] <= MAX_RANKED_ROWS:
+        return conjunction
+    return None
+
+
 async def search_passages(
     session: AsyncSession, *, site_id: str, terms: list[str], limit: int = 5
 ) -> list[Passage]:
@@ -127,7 +199,9 @@ async def search_passages(
     if not terms:
         return []
     if session.get_bind().dialect.name == "sqlite":
-        query, stmt = " OR ".join(f'"{t}"' for t in terms), _SQLITE
+        query, stmt = await _sqlite_query(session, site_id, terms), _SQLITE
+        if query is None:
+            return []
     else:
         query, stmt = " | ".join(terms), _POSTGRES
     rows = await session.execute(stmt, {"query": query, "site_id": site_id, "limit": limit})
@@ -242,11 +316,14 @@ async def hybrid_search(
     """Lexical and vector candidates fused by reciprocal rank; the best `limit`, each with its
     lexical and vector ranks and its similarity to the question. Without a question vector
     (no embedding model) this is the lexical ranking."""
-    lexical = await search_passages(session, site_id=site_id, terms=terms, limit=candidates)
     if query_vector is None:
-        return lexical[:limit]
+        return await search_passages(session, site_id=site_id, terms=terms, limit=limit)
     index = await site_vector_index(session, site_id, embedder)
-    hits = await _search(index, query_vector, candidates)
+    # The vector search (a worker thread for large sites) overlaps the full-text query.
+    lexical, hits = await asyncio.gather(
+        search_passages(session, site_id=site_id, terms=terms, limit=candidates),
+        _search(index, query_vector, candidates),
+    )
     fused = reciprocal_rank_fusion(
         {"lexical": [p.chunk_id for p in lexical], "vector": [h.chunk_id for h in hits]}
     )[:limit]

@@ -33,6 +33,7 @@ class KnowledgeConfig(_Base):
     kind: Literal["knowledge"]
     no_answer: str | None = Field(default=None, max_length=2000)
     min_coverage: float = Field(default=0.5, ge=0.0, le=1.0)
+    min_similarity: float = Field(default=0.35, ge=0.0, le=1.0)
     max_sentences: int = Field(default=3, ge=1, le=10)
 
 

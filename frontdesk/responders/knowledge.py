@@ -96,6 +96,25 @@ def candidate_sentences(passages: list[Passage]) -> list[Sentence]:
     return out
 
 
+def _score_sentences(
+    terms: list[str], candidates: list[Sentence], similarities: list[float], min_similarity: float
+) -> list[tuple[float, Sentence]]:
+    """The eligible sentences with their scores (see `compose_answer`)."""
+    wanted = {stem(t) for t in terms}
+    scored: list[tuple[float, Sentence]] = []
+    for sentence, similarity in zip(candidates, similarities, strict=True):
+        hits = len(wanted & stems(sentence.text))
+        score = (
+            hits
+            + SENTENCE_SIMILARITY_WEIGHT * similarity
+            - sentence.rank * RANK_PENALTY
+            - min(sentence.position * POSITION_PENALTY, MAX_POSITION_PENALTY)
+        )
+        if hits or similarity >= min_similarity * SENTENCE_FLOOR:
+            scored.append((score, sentence))
+    return scored
+
+
 def compose_answer(
     terms: list[str],
     candidates: list[Sentence],
@@ -113,23 +132,12 @@ def compose_answer(
     position in the passage; sentences under half the best score are left out (a weak second
     sentence dilutes a good answer); the chosen ones keep their document order.
     """
-    wanted = {stem(t) for t in terms}
-    scored: list[tuple[float, Sentence]] = []
-    for sentence, similarity in zip(candidates, similarities, strict=True):
-        hits = len(wanted & stems(sentence.text))
-        score = (
-            hits
-            + SENTENCE_SIMILARITY_WEIGHT * similarity
-            - sentence.rank * RANK_PENALTY
-            - min(sentence.position * POSITION_PENALTY, MAX_POSITION_PENALTY)
-        )
-        if hits or similarity >= min_similarity * SENTENCE_FLOOR:
-            scored.append((score, sentence))
+    scored = _score_sentences(terms, candidates, similarities, min_similarity)
     if not scored:
         firsts = [(s, c) for s, c in zip(similarities, candidates, strict=True) if c.rank == 0]
         scored = [max(firsts, key=lambda f: f[0])] if firsts else []
     scored.sort(key=lambda s: (-s[0], s[1].rank, s[1].position))
-    cutoff = scored[0][0] * RELATIVE_CUTOFF if scored else 0.0
+    cutoff = min(scored[0][0], scored[0][0] * RELATIVE_CUTOFF) if scored else 0.0
     best = [s for score, s in scored[:max_sentences] if score >= cutoff]
     chosen = sorted(best, key=lambda s: (s.rank, s.position))
     text, used = "", []

@@ -22,6 +22,7 @@ from frontdesk.knowledge.ingest import DocumentText, parse_document, read_docume
 from frontdesk.knowledge.text import query_terms
 from frontdesk.knowledge.vectors import STORED_DTYPE
 from frontdesk.models import KnowledgeChunk, KnowledgeDocument
+from frontdesk.queries import knowledge as knowledge_queries
 from frontdesk.queries.knowledge import hybrid_search, knowledge_version, site_vector_index
 from frontdesk.responders.base import AnswerRequest, FinalAnswer
 from frontdesk.responders.config import KnowledgeConfig
@@ -284,3 +285,26 @@ async def test_without_a_model_retrieval_is_lexical(
     final = [item async for item in responder.answer(request)][-1]
     assert isinstance(final, FinalAnswer) and final.meta["answered"] is True
     assert "Forgot password" in final.text
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_sqlite_ranks_few_rows_when_terms_are_common(
+    services: Services, site: SiteInfo, docs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _add_fixture_docs(services, site.id, docs_dir)
+    monkeypatch.setattr(knowledge_queries, "MAX_RANKED_ROWS", 2)  # "days" is in 3 chunks
+    async with services.db.read_scope() as session:
+        rare = await knowledge_queries.search_passages(
+            session, site_id=site.id, terms=["days", "express"], limit=5
+        )
+        common = await knowledge_queries.search_passages(
+            session, site_id=site.id, terms=["days"], limit=5
+        )
+    assert [p.heading for p in rare] == ["Shipping › Delivery times"]
+    assert common == []  # only very common words: left to the vector ranking
+    monkeypatch.setattr(knowledge_queries, "MAX_RANKED_ROWS", 1)
+    async with services.db.read_scope() as session:
+        both = await knowledge_queries.search_passages(
+            session, site_id=site.id, terms=["account", "days"], limit=5
+        )
+    assert [p.heading for p in both] == ["Your account › Deleting an account"]  # all terms

@@ -12,13 +12,14 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
 from frontdesk.actions.knowledge import do_index_document
+from frontdesk.actions.sites import do_create_site
+from frontdesk.config import Settings
 from frontdesk.db import Database
 from frontdesk.knowledge.ingest import parse_document
 from frontdesk.migrate import alembic_config, upgrade
 from frontdesk.models import Base
 from frontdesk.queries.knowledge import search_passages
-from frontdesk.services import Services
-from tests.conftest import SiteInfo
+from frontdesk.security.keys import SecretBox
 
 KNOWLEDGE_TABLES = {"knowledge_documents", "knowledge_chunks", "knowledge_state"}
 
@@ -49,12 +50,29 @@ async def _run(db: Database, fn: Any) -> Any:
         return await conn.run_sync(fn)
 
 
-async def test_the_models_match_the_migrations(services: Services) -> None:
-    assert await _run(services.db, _knowledge_diff) == []
+async def test_the_models_match_the_migrations(settings: Settings) -> None:
+    db = Database(settings)
+    try:
+        assert await _run(db, _knowledge_diff) == []
+    finally:
+        await db.dispose()
 
 
-async def test_0004_goes_down_and_up(services: Services, site: SiteInfo) -> None:
-    db = services.db
+async def test_0004_goes_down_and_up(settings: Settings) -> None:
+    # A database of its own, without the app: no background task holds a lock on a table the
+    # downgrade drops.
+    db = Database(settings)
+    try:
+        await _down_and_up(db)
+    finally:
+        await db.dispose()
+
+
+async def _down_and_up(db: Database) -> None:
+    async with db.session_scope() as session:
+        created = await do_create_site(
+            session, SecretBox(db.settings.server_key), name="Shop", origins=[]
+        )
 
     def downgrade(connection: Connection) -> None:
         command.downgrade(alembic_config(connection), "0003")
@@ -77,7 +95,7 @@ async def test_0004_goes_down_and_up(services: Services, site: SiteInfo) -> None
         fallback_title="h",
     )
     async with db.session_scope() as session:
-        await do_index_document(session, site_id=site.id, document=document)
+        await do_index_document(session, site_id=created.site.id, document=document)
     async with db.read_scope() as session:
-        found = await search_passages(session, site_id=site.id, terms=["open"])
+        found = await search_passages(session, site_id=created.site.id, terms=["open"])
     assert [p.heading for p in found] == ["Hours"]

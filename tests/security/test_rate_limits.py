@@ -27,7 +27,8 @@ async def test_burst_of_thirty_gets_twenty_and_retry_after(
     refused = [r for r in responses if r.status_code == 429]
     assert len(accepted) == 20 and len(refused) == 10
     assert all(r.json()["error"]["code"] == "rate_limited" for r in refused)
-    assert refused[0].headers["Retry-After"] == "6"  # 10/minute: one token every 6 s
+    # 10/minute: one token every 6 s, less the time the burst itself took (a busy machine)
+    assert refused[0].headers["Retry-After"] in ("5", "6")
     history = await client.get(
         f"/api/widget/v1/conversations/{conversation_id}/messages",
         params={"limit": 200},

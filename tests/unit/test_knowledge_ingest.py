@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,7 @@ def test_chunks_of_a_long_section_overlap_by_a_sentence() -> None:
     text = "# T\n\n" + "\n\n".join(_sentences(4, f"topic{i}") for i in range(6))
     chunks = chunk_markdown(text, title="T", max_chars=500)
     assert len(chunks) > 2 and all(len(c.text) <= 500 for c in chunks)
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in itertools.pairwise(chunks):
         last_sentence = before.text.rsplit(". ", 1)[-1]
         assert after.text.startswith(last_sentence)
         assert len(after.text.split("\n\n", 1)[0]) <= 500 * 0.15

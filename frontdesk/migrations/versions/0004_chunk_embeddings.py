@@ -45,8 +45,12 @@ def _sqlite_fts(columns: tuple[str, ...], update_of: str) -> None:
         f"INSERT INTO knowledge_chunks_fts(knowledge_chunks_fts, rowid, {names}) "
         f"VALUES ('delete', old.id, {old}); "
     )
-    op.execute(f"CREATE TRIGGER knowledge_chunks_ai AFTER INSERT ON knowledge_chunks BEGIN {insert}END")
-    op.execute(f"CREATE TRIGGER knowledge_chunks_ad AFTER DELETE ON knowledge_chunks BEGIN {delete}END")
+    op.execute(
+        f"CREATE TRIGGER knowledge_chunks_ai AFTER INSERT ON knowledge_chunks BEGIN {insert}END"
+    )
+    op.execute(
+        f"CREATE TRIGGER knowledge_chunks_ad AFTER DELETE ON knowledge_chunks BEGIN {delete}END"
+    )
     op.execute(
         f"CREATE TRIGGER knowledge_chunks_au AFTER UPDATE{update_of} ON knowledge_chunks "
         f"BEGIN {delete}{insert}END"

@@ -16,7 +16,7 @@ from frontdesk import __version__
 from frontdesk.api import assets, frame, health, pages, realtime
 from frontdesk.api import channels as inbound_channels
 from frontdesk.api.cors import WidgetCors
-from frontdesk.api.middleware import BodyLimit, SecurityHeaders
+from frontdesk.api.middleware import BodyLimit, SecurityHeaders, StrictQuery
 from frontdesk.api.openapi import install_openapi
 from frontdesk.api.v1 import (
     activity,
@@ -99,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(realtime.router)
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(StrictQuery)
     app.add_middleware(WidgetCors)
     app.add_middleware(SecurityHeaders, hsts=settings.public_url.startswith("https://"))
     return app

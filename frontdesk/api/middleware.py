@@ -6,6 +6,8 @@ no per-request overhead beyond a header merge.
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -56,6 +58,41 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class StrictQuery:
+    """Refuses a query string that repeats a parameter (`?limit=1&limit=2`): no FrontDesk route
+    takes lists in the query, and silently picking one of the values hides client bugs."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw = scope.get("query_string", b"") if scope["type"] == "http" else b""
+        if raw:
+            keys = [k for k, _ in parse_qsl(raw.decode("latin-1"), keep_blank_values=True)]
+            if len(keys) != len(set(keys)):
+                body = orjson.dumps(
+                    {
+                        "error": {
+                            "code": "invalid_request",
+                            "message": "A query parameter is repeated.",
+                        }
+                    }
+                )
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 422,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
 
 
 class BodyTooLarge(BaseException):

@@ -80,3 +80,27 @@ async def test_streamed_body_over_limit(client: httpx.AsyncClient, visitor: Visi
     )
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
+
+
+async def test_repeated_query_parameters_are_refused(
+    client: httpx.AsyncClient, visitor: Visitor
+) -> None:
+    conversation_id = await visitor.conversation()
+    response = await client.get(
+        f"{BASE}/conversations/{conversation_id}/messages?limit=1&limit=2", headers=visitor.auth
+    )
+    assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_request"
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.parametrize("since", ["0.0", "2026-11-22", "0001-01-01T00:00:00+14:00", "yesterday"])
+async def test_time_parameters_are_strict(client: httpx.AsyncClient, services, since: str) -> None:  # type: ignore[no-untyped-def]
+    from frontdesk.actions.apikeys import do_create_api_key
+
+    async with services.db.session_scope() as session:
+        key = (await do_create_api_key(session, scopes=["read"])).key
+    for path in ("/api/v1/metrics", "/api/v1/activity"):
+        response = await client.get(
+            path, params={"since": since}, headers={"Authorization": f"Bearer {key}"}
+        )
+        assert response.status_code == 422, (path, since, response.text)

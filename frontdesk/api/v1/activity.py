@@ -7,7 +7,6 @@ inline points at `/api/v1/events/{id}`.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -16,7 +15,7 @@ from sqlalchemy import select
 
 from frontdesk.api.deps import ServicesDep
 from frontdesk.api.v1.deps import Reader
-from frontdesk.api.v1.params import utc_bound
+from frontdesk.api.v1.params import TimeParam, parse_time
 from frontdesk.errors import invalid_request, not_found
 from frontdesk.models import EventRecord
 
@@ -57,8 +56,8 @@ async def activity(
     type: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z_.*]+$")] = None,
     actor: Annotated[str | None, Query(max_length=80)] = None,
     site_id: Annotated[str | None, Query(max_length=40)] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: TimeParam = None,
+    until: TimeParam = None,
     cursor: Annotated[str | None, Query(max_length=20)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> ActivityPage:
@@ -76,11 +75,11 @@ async def activity(
         return ActivityPage(activity=[], next_cursor=None)
     if site:
         stmt = stmt.where(EventRecord.site_id == site)
-    since, until = utc_bound(since, "since"), utc_bound(until, "until")
-    if since is not None:
-        stmt = stmt.where(EventRecord.at >= since)
-    if until is not None:
-        stmt = stmt.where(EventRecord.at < until)
+    start, end = parse_time(since, "since"), parse_time(until, "until")
+    if start is not None:
+        stmt = stmt.where(EventRecord.at >= start)
+    if end is not None:
+        stmt = stmt.where(EventRecord.at < end)
     if cursor:
         if not cursor.isdigit():
             raise invalid_request("cursor is invalid.")

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
 from sqlalchemy import func, select
 
 from frontdesk.actions.webhooks import (
@@ -97,7 +97,14 @@ class DeliveryPage(BaseModel):
 
 class RedeliverAll(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    since: datetime
+    since: datetime = Field(description="An ISO 8601 time with a zone.")
+
+    @field_validator("since", mode="before")
+    @classmethod
+    def _text_only(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            raise ValueError("since must be an ISO 8601 time")
+        return value
 
 
 class Redelivered(BaseModel):

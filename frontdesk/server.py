@@ -14,7 +14,7 @@ import uvicorn
 
 from frontdesk.config import Settings
 
-WS_IMPLEMENTATION = "wsproto"
+WS_IMPLEMENTATION = "websockets-sansio"
 
 
 def uvicorn_config(app: Any, settings: Settings, *, host: str, port: int) -> uvicorn.Config:

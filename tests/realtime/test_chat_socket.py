@@ -168,13 +168,16 @@ async def test_close_4401_on_bad_auth(live_server: str, site: SiteInfo, first: d
 async def test_close_4401_when_token_expires(
     live_server: str, services: Services, site: SiteInfo, visitor: Visitor
 ) -> None:
-    services.tokens.ttl_s = 1
+    services.tokens.ttl_s = 2
     try:
         token = services.tokens.issue(site_id=site.id, visitor_id=visitor.id, verified=False)
     finally:
         services.tokens.ttl_s = 600
-    socket = await chat_socket(live_server, token)
-    assert await socket.closed_with(timeout=5) == 4401
+    socket = await open_socket(live_server)
+    await socket.send({"type": "auth", "access_token": token})
+    first = await socket.recv()
+    assert first["type"] == "ready"  # accepted while valid…
+    assert await socket.closed_with(timeout=5) == 4401  # …and closed when it expires
 
 
 async def test_close_4403_for_origins(

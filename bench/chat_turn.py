@@ -16,9 +16,15 @@ What it measures: the latency a visitor sees for one chat turn through the publi
   error. Answers that are the responder's fallback (an `error` event in the stream) are counted
   separately: the turn completed, but the knowledge path did not run.
 
+Each visitor gets its own client address (from 198.18.0.0/15, the benchmarking range) through
+`X-Forwarded-For`, the bench acting as the trusted reverse proxy, so per-IP rate limits apply per
+visitor as in production (`--same-ip` sends everything from 127.0.0.1 instead).
+
 By default the server is pinned to CPU 0 and this client to CPU 1 (`--no-pin` to disable), so that
-the load generator does not steal the server's CPU. The server is always stopped at the end, also
-on Ctrl-C or SIGTERM.
+the load generator does not steal the server's CPU. CPU seconds used during the load are reported
+for the server, the client, the PostgreSQL backends and everything else on the machine (`other`:
+a noisy neighbour when it is not near zero). The server is always stopped at the end, also on
+Ctrl-C or SIGTERM.
 
     .venv/bin/python -m bench.chat_turn --visitors 100 --messages 5 --think-ms 1000
 """
@@ -315,9 +321,11 @@ def running_server(database_url: str | None, server_cpu: int | None) -> Iterator
         data_dir, port = Path(tmp), free_port()
         env, command = server_env(data_dir, port, database_url), frontdesk_command()
         log_path = data_dir / "server.log"
-        subprocess.run(
-            [command, "migrate"], env=env, cwd=REPO, check=True, timeout=120, capture_output=True
+        migrated = subprocess.run(
+            [command, "migrate"], env=env, cwd=REPO, timeout=120, capture_output=True, text=True
         )
+        if migrated.returncode != 0:
+            raise RuntimeError(f"frontdesk migrate failed:\n{migrated.stderr[-3000:]}")
         argv = [command, "serve", "--demo", "--host", "127.0.0.1", "--port", str(port)]
         if server_cpu is not None:
             argv = ["taskset", "-c", str(server_cpu), *argv]
@@ -336,6 +344,9 @@ def running_server(database_url: str | None, server_cpu: int | None) -> Iterator
             yield Server(url=url, pid=process.pid, log_path=log_path)
         finally:
             stop_process(process)
+
+
+# --- CPU accounting --------------------------------------------------------------------------
 
 
 def process_cpu_s(pid: int) -> float | None:
@@ -588,6 +599,9 @@ def summary(values: list[float]) -> dict[str, float | None]:
 
 
 def git_revision() -> str:
+    """The source revision measured (FD_BENCH_REVISION names it for a tree exported from git)."""
+    if os.environ.get("FD_BENCH_REVISION"):
+        return os.environ["FD_BENCH_REVISION"]
     try:
         done = subprocess.run(
             ["git", "describe", "--always", "--dirty"],

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     ws_send_queue_bytes: int = Field(default=1 << 20, ge=4096)
     ws_delta_flush_ms: float = Field(default=25.0, ge=0, le=1000)
     ws_per_message_deflate: bool = False
+    ws_feed_check_s: float = Field(
+        default=15.0, gt=0, description="A joined conversation quiet this long is re-read."
+    )
     ws_max_per_ip: int = Field(default=50, ge=1)
     ws_max_per_site: int = Field(default=10_000, ge=1)
     ws_max_per_process: int = Field(default=20_000, ge=1)

@@ -20,6 +20,8 @@ the subscriber must repair from the database."""
 class Subscription(Protocol):
     def __aiter__(self) -> AsyncIterator[bytes]: ...
 
+    async def next(self, timeout_s: float) -> bytes | None: ...
+
     @property
     def dropped(self) -> int: ...
 
@@ -55,6 +57,14 @@ class _QueueSubscription:
     async def __aiter__(self) -> AsyncIterator[bytes]:
         while True:
             yield await self.queue.get()
+
+    async def next(self, timeout_s: float) -> bytes | None:
+        """The next publication, or None after `timeout_s` of silence. (Cancelling a queue read
+        is safe; cancelling an async generator's `anext` would end the generator.)"""
+        try:
+            return await asyncio.wait_for(self.queue.get(), timeout_s)
+        except TimeoutError:
+            return None
 
 
 class MemoryBroker:

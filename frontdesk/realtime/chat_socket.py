@@ -235,6 +235,7 @@ class ChatSocket:
             broker=self.services.broker,
             outbox=self.outbox,
             after_seq=frame.after_seq,
+            check_every_s=self.settings.ws_feed_check_s,
         )
         self.feeds[frame.conversation_id] = feed
         messages, has_more = await feed.start()

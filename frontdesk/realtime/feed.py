@@ -66,7 +66,7 @@ class ConversationFeed:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
 
     async def _run(self) -> None:
@@ -74,11 +74,9 @@ class ConversationFeed:
         async with self.broker.subscribe(channel) as subscription:
             self._subscribed.set()
             await self._released.wait()  # nothing live goes out before `joined`
-            iterator = subscription.__aiter__()
             while True:
-                try:
-                    payload = await asyncio.wait_for(anext(iterator), self.check_every_s)
-                except TimeoutError:
+                payload = await subscription.next(self.check_every_s)
+                if payload is None:  # quiet for a while: make sure nothing was lost
                     await self.catch_up()
                     continue
                 if payload == RESYNC:

@@ -263,3 +263,22 @@ async def test_missing_origin_needs_native_clients(
     await allowed.send({"type": "auth", "access_token": app_visitor.access_token})
     assert (await allowed.recv())["type"] == "ready"
     await allowed.close()
+
+
+async def test_live_messages_still_arrive_after_a_quiet_spell(
+    live_server: str, services: Services, visitor: Visitor
+) -> None:
+    """A quiet conversation (past the feed's periodic check) keeps delivering live messages."""
+    services.settings.ws_feed_check_s = 0.2
+    conversation_id = await visitor.conversation()
+    socket = await chat_socket(live_server, visitor.access_token)
+    await socket.send({"type": "join", "conversation_id": conversation_id, "after_seq": 0})
+    await socket.recv()
+    await asyncio.sleep(1.0)  # several checks pass in silence
+    async with services.db.session_scope() as session:
+        await do_create_message(
+            session, conversation_id=conversation_id, role="system", text="late"
+        )
+    frames = await socket.recv_until(lambda f: f["type"] == "message", timeout=3)
+    assert frames[-1]["message"]["text"] == "late"
+    await socket.close()

@@ -73,6 +73,57 @@ QUESTIONS = (
     "Which databases are supported?",
     "How do webhooks work?",
 )
+# `--distinct-questions`: every turn of a run asks a different question (up to 10 × 8 × 25), so
+# none is served from the answer cache and every turn runs retrieval.
+OPENERS = (
+    "",
+    "Hi! ",
+    "Hello, ",
+    "Quick question: ",
+    "Please help: ",
+    "Hey, ",
+    "Sorry, ",
+    "One more thing: ",
+    "Good morning! ",
+    "Thanks. ",
+)
+TEMPLATES = (
+    "How do I {}?",
+    "Can I {}?",
+    "What happens when I {}?",
+    "Where do I {}?",
+    "Is it possible to {}?",
+    "What do I need to {}?",
+    "How long does it take to {}?",
+    "Who can {}?",
+)
+TOPICS = (
+    "install FrontDesk",
+    "upgrade FrontDesk",
+    "use PostgreSQL",
+    "rotate the secret key",
+    "add an allowed origin",
+    "verify a visitor",
+    "refresh an access token",
+    "add a document",
+    "remove a document",
+    "create an API key",
+    "create a site",
+    "change the greeting",
+    "change the locale",
+    "receive webhooks",
+    "retry a webhook",
+    "use Redis",
+    "run migrations",
+    "back up the data",
+    "set rate limits",
+    "embed the widget",
+    "take over a conversation",
+    "export conversations",
+    "configure an OpenAI responder",
+    "use Dify",
+    "see metrics",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +139,7 @@ class Config:
     pin: bool
     json_out: Path | None
     same_ip: bool
+    distinct_questions: bool
 
     @property
     def db_kind(self) -> str:
@@ -111,6 +163,7 @@ class TurnResult:
     error: str | None = None
     fallback: bool = False
     answered: bool = False
+    cached: bool = False
     detail: str | None = None
 
 
@@ -176,6 +229,11 @@ def parse_args(argv: list[str] | None) -> Config:
         action="store_true",
         help="all visitors from 127.0.0.1 (default: one address each, via X-Forwarded-For)",
     )
+    parser.add_argument(
+        "--distinct-questions",
+        action="store_true",
+        help="a different question every turn (no answer-cache hits; default: 6 FAQ questions)",
+    )
     parser.add_argument("--json-out", type=Path, default=None, help="where to write the JSON")
     args = parser.parse_args(argv)
     if args.visitors < 1 or args.messages < 1:
@@ -192,6 +250,7 @@ def parse_args(argv: list[str] | None) -> Config:
         pin=args.pin,
         json_out=args.json_out,
         same_ip=args.same_ip,
+        distinct_questions=args.distinct_questions,
     )
 
 
@@ -456,6 +515,7 @@ def judge_turn(
         ttlb_ms,
         fallback=any(name == "error" for name, _ in events) or bool(meta.get("fallback")),
         answered=bool(meta.get("answered")),
+        cached=bool(meta.get("cached")),
     )
 
 
@@ -517,6 +577,17 @@ async def chat_turn(
     return judge_turn(events, ttfb_ms, (time.perf_counter() - sent) * 1000)
 
 
+def question(cfg: Config, visitor: int, message: int) -> str:
+    """The FAQ questions in rotation, or with `distinct_questions` one not asked before."""
+    if not cfg.distinct_questions:
+        return QUESTIONS[(visitor + message) % len(QUESTIONS)]
+    k = visitor * cfg.messages + message
+    k, opener = divmod(k, len(OPENERS))
+    k, template = divmod(k, len(TEMPLATES))
+    topic = TOPICS[k % len(TOPICS)]
+    return OPENERS[opener] + TEMPLATES[template].format(topic)
+
+
 def think_s(rng: random.Random, think_ms: float) -> float:
     return think_ms * rng.uniform(0.5, 1.5) / 1000 if think_ms > 0 else 0.0
 
@@ -536,8 +607,8 @@ async def run_visitor(client: httpx.AsyncClient, cfg: Config, index: int, tally:
         if n:
             await asyncio.sleep(think_s(rng, cfg.think_ms))
         tally.turns_started += 1
-        question = QUESTIONS[(index + n) % len(QUESTIONS)]
-        turn = await chat_turn(client, visitor, conversation_id, question, cfg.request_timeout_s)
+        text = question(cfg, index, n)
+        turn = await chat_turn(client, visitor, conversation_id, text, cfg.request_timeout_s)
         tally.add(turn)
 
 
@@ -667,6 +738,7 @@ def build_report(
             "request_timeout_s": cfg.request_timeout_s,
             "seed": cfg.seed,
             "client_addresses": "127.0.0.1" if cfg.same_ip else "one per visitor (X-Forwarded-For)",
+            "questions": "distinct" if cfg.distinct_questions else f"{len(QUESTIONS)} in rotation",
             "demo_knowledge": demo_documents(),
             "pinned": {"server_cpu": cpus[0], "client_cpu": cpus[1]} if cpus else None,
         },
@@ -679,6 +751,8 @@ def build_report(
             "error_examples": tally.error_examples,
             "fallback_answers": sum(t.fallback for t in ok),
             "knowledge_answers": sum(t.answered for t in ok),
+            # Served from the answer cache (the same question to the same site and knowledge).
+            "cached_answers": sum(t.cached for t in ok),
             "timed_out": outcome.timed_out,
             "elapsed_s": round(outcome.elapsed_s, 3),
             "turns_per_s": round(len(ok) / elapsed, 2),

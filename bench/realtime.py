@@ -229,10 +229,10 @@ def source_state() -> dict[str, Any]:
 
     def git(*args: str) -> str:
         done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=30)
-        return done.stdout.strip() if done.returncode == 0 else ""
+        return done.stdout.rstrip() if done.returncode == 0 else ""
 
     changed = git("status", "--porcelain", "--", "frontdesk").splitlines()
-    return {"commit": git("rev-parse", "HEAD"), "frontdesk_changes": [c[3:] for c in changed]}
+    return {"commit": git("rev-parse", "HEAD"), "frontdesk_changes": [c[3:] for c in changed if c]}
 
 
 def machine() -> dict[str, Any]:
@@ -647,7 +647,9 @@ class Server:
         for line in bad:
             with contextlib.suppress(ValueError, AttributeError):
                 record = json.loads(line)
-                kinds[f"{record.get('level')}: {str(record.get('message'))[:120]}"] += 1
+                cause = str(record.get("exception") or "").strip().splitlines()[-1:]
+                where = f" [{cause[0][:100]}]" if cause else ""
+                kinds[f"{record.get('level')}: {str(record.get('message'))[:80]}{where}"] += 1
                 continue
             kinds[line[:160]] += 1
         return {"lines": len(bad), "top": kinds.most_common(8)}

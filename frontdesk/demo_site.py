@@ -20,12 +20,17 @@ log = logging.getLogger(__name__)
 
 
 def demo_documents() -> list[tuple[Path, str]]:
-    """The README and docs/ of the source tree FrontDesk runs from (if it runs from one), each
+    """The README and docs/ (not the decisions, not the benchmark tables) of the source tree
+    FrontDesk runs from (if it runs from one), each
     with its path in that tree as the document's source."""
     for root in (Path.cwd(), Path(__file__).resolve().parent.parent):
         docs = root / "docs"
         if docs.is_dir():
-            files = sorted(p for p in docs.rglob("*.md") if "decisions" not in p.parts)
+            files = sorted(
+                p
+                for p in docs.rglob("*.md")
+                if "decisions" not in p.parts and p.name != "benchmarks.md"
+            )
             readme = root / "README.md"
             found = ([readme] if readme.exists() else []) + files
             return [(path, path.relative_to(root).as_posix()) for path in found]

@@ -152,7 +152,8 @@ class Config:
 
     @property
     def result_path(self) -> Path:
-        name = f"chat_turn-{self.db_kind}-{self.visitors}v-{self.think_ms:g}ms.json"
+        distinct = "-distinct" if self.distinct_questions else ""
+        name = f"chat_turn-{self.db_kind}-{self.visitors}v-{self.think_ms:g}ms{distinct}.json"
         return self.json_out or RESULTS_DIR / name
 
 

@@ -28,14 +28,11 @@ from frontdesk.queries.sites import SiteView
 from frontdesk.realtime.broker import Broker
 from frontdesk.responders.base import AnswerRequest, Delta, FinalAnswer, HistoryItem, ResponderError
 from frontdesk.responders.cache import AnswerCache
+from frontdesk.responders.chain import GRACEFUL
 from frontdesk.responders.registry import ResponderFactory
 
 log = logging.getLogger(__name__)
 HISTORY_WINDOW = 20
-FALLBACK_REPLY = {
-    "en": "Sorry, I can't answer right now. Leave your email and a person will get back to you.",
-    "ru": "Извините, сейчас я не могу ответить. Оставьте email, и сотрудник свяжется с вами.",
-}
 
 
 class Turn:
@@ -142,7 +139,7 @@ class TurnRunner:
                     "conversation_id": turn.conversation_id,
                 }
             )
-            text = FALLBACK_REPLY.get(locale, FALLBACK_REPLY["en"])
+            text = GRACEFUL.get(locale, GRACEFUL["en"])
             citations, meta = [], {"fallback": True}
         meta["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
         try:

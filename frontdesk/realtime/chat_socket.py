@@ -10,7 +10,6 @@ conversation has a `ConversationFeed` that keeps delivery complete and ordered.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
@@ -29,7 +28,6 @@ from frontdesk.realtime.frames import (
     CLOSE_AUTH_TIMEOUT,
     CLOSE_ORIGIN,
     CLOSE_RATE_LIMITED,
-    CLOSE_SLOW_CONSUMER,
     CLOSE_UNAUTHORIZED,
     Auth,
     Join,
@@ -40,7 +38,7 @@ from frontdesk.realtime.frames import (
     chat_frames,
     error_frame,
 )
-from frontdesk.realtime.outbox import Outbox
+from frontdesk.realtime.sockets import Close, close_quietly, connection_outbox
 from frontdesk.security.tokens import VisitorClaims
 from frontdesk.services import Services
 
@@ -48,13 +46,6 @@ log = logging.getLogger(__name__)
 MAX_JOINED = 20
 ABUSE_LIMIT = 10  # rate-limited frames within ABUSE_WINDOW_S before the socket is closed
 ABUSE_WINDOW_S = 60.0
-
-
-class Close(Exception):
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
 
 
 class ChatSocket:
@@ -67,25 +58,12 @@ class ChatSocket:
         self.claims: VisitorClaims | None = None
         self.site: SiteView | None = None
         self.feeds: dict[str, ConversationFeed] = {}
-        self.outbox = Outbox(
-            self._write,
-            max_bytes=self.settings.ws_send_queue_bytes,
-            flush_ms=self.settings.ws_delta_flush_ms,
-            on_overflow=self._overflowed,
-        )
+        self.outbox = connection_outbox(ws, services)
         self._rate_limited_at: list[float] = []
         self._expiry: asyncio.TimerHandle | None = None
 
-    async def _write(self, text: str) -> None:
-        await self.ws.send_text(text)
-
-    async def _overflowed(self) -> None:
-        self.services.realtime_stats["slow_consumers"] += 1
-        await self._close(CLOSE_SLOW_CONSUMER, "too slow: send queue full")
-
     async def _close(self, code: int, reason: str) -> None:
-        with contextlib.suppress(Exception):
-            await self.ws.close(code=code, reason=reason)
+        await close_quietly(self.ws, code, reason)
 
     async def run(self) -> None:
         await self.ws.accept()

@@ -30,7 +30,6 @@ from frontdesk.realtime.frames import (
     CLOSE_AUTH_TIMEOUT,
     CLOSE_ORIGIN,
     CLOSE_RATE_LIMITED,
-    CLOSE_SLOW_CONSUMER,
     CLOSE_UNAUTHORIZED,
     Auth,
     Ping,
@@ -38,19 +37,12 @@ from frontdesk.realtime.frames import (
     error_frame,
     events_frames,
 )
-from frontdesk.realtime.outbox import Outbox
+from frontdesk.realtime.sockets import Close, close_quietly, connection_outbox
 from frontdesk.security.operator_sessions import SESSION_COOKIE
 from frontdesk.security.principals import Principal
 from frontdesk.services import Services
 
 PAGE = 500
-
-
-class _Close(Exception):
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
 
 
 class EventSocket:
@@ -63,19 +55,9 @@ class EventSocket:
         self.patterns: list[str] = ["*"]
         self.site_filter: str | None = None
         self.last_offset = 0
-        self.outbox = Outbox(
-            self.ws.send_text,
-            max_bytes=self.settings.ws_send_queue_bytes,
-            flush_ms=self.settings.ws_delta_flush_ms,
-            on_overflow=self._overflowed,
-        )
+        self.outbox = connection_outbox(ws, services)
         self._live: asyncio.Task[None] | None = None
         self._ready_for_live = asyncio.Event()
-
-    async def _overflowed(self) -> None:
-        self.services.realtime_stats["slow_consumers"] += 1
-        with contextlib.suppress(Exception):
-            await self.ws.close(CLOSE_SLOW_CONSUMER, "too slow: send queue full")
 
     async def run(self) -> None:
         await self.ws.accept()
@@ -86,14 +68,13 @@ class EventSocket:
             assert self.principal is not None
             acquired = limits.acquire(self.ip, self.principal.site_id)
             if not acquired:
-                raise _Close(CLOSE_RATE_LIMITED, "too many connections")
+                raise Close(CLOSE_RATE_LIMITED, "too many connections")
             self.outbox.start()
             self.outbox.send({"type": "ready", "heartbeat_s": self.settings.ws_heartbeat_s})
             await self._loop()
-        except _Close as close:
+        except Close as close:
             await self.outbox.drain(0.5)
-            with contextlib.suppress(Exception):
-                await self.ws.close(close.code, close.reason)
+            await close_quietly(self.ws, close.code, close.reason)
         except WebSocketDisconnect:
             pass
         finally:
@@ -111,29 +92,29 @@ class EventSocket:
         try:
             if cookie:
                 if origin is None or not same_origin(self.services, origin):
-                    raise _Close(CLOSE_ORIGIN, "origin not allowed")
+                    raise Close(CLOSE_ORIGIN, "origin not allowed")
                 self.principal, _ = await principal_from_session(self.services, cookie, self.ip)
             else:
                 if origin is not None and not same_origin(self.services, origin):
-                    raise _Close(CLOSE_ORIGIN, "origin not allowed")
+                    raise Close(CLOSE_ORIGIN, "origin not allowed")
                 try:
                     text = await asyncio.wait_for(
                         self.ws.receive_text(), self.settings.ws_auth_timeout_s
                     )
                 except TimeoutError as exc:
-                    raise _Close(CLOSE_AUTH_TIMEOUT, "no auth frame in time") from exc
+                    raise Close(CLOSE_AUTH_TIMEOUT, "no auth frame in time") from exc
                 try:
                     frame = Auth.model_validate_json(text)
                 except ValidationError as exc:
-                    raise _Close(CLOSE_UNAUTHORIZED, "the first frame must be auth") from exc
+                    raise Close(CLOSE_UNAUTHORIZED, "the first frame must be auth") from exc
                 self.principal = await principal_from_api_key(
                     self.services, frame.api_key or "", self.ip
                 )
         except AppError as exc:
             code = CLOSE_RATE_LIMITED if exc.code == "rate_limited" else CLOSE_UNAUTHORIZED
-            raise _Close(code, exc.code) from exc
+            raise Close(code, exc.code) from exc
         if not self.principal.can("events"):
-            raise _Close(CLOSE_ORIGIN, "the events permission is needed")
+            raise Close(CLOSE_ORIGIN, "the events permission is needed")
 
     async def _loop(self) -> None:
         while True:

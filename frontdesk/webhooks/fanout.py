@@ -25,7 +25,9 @@ MAX_INLINE_BYTES = 20 * 1024
 BATCH = 500
 
 
-def to_event_fields(event: EventRecord) -> dict[str, object]:
+def event_fields(event: EventRecord) -> dict[str, object]:
+    """The public `Event` shape. Not `to_event(...).public()`: a test send builds its payload
+    before the commit, when the event has no offset yet."""
     return {
         "id": event.id,
         "type": event.type,
@@ -51,7 +53,7 @@ def matches(endpoint: WebhookEndpoint, event: EventRecord) -> bool:
 
 def payload_for(event: EventRecord, public_url: str) -> bytes:
     """The body sent: the event, or a reference to fetch it when it is over 20 KB."""
-    body = {**to_event_fields(event), "timestamp": event.at.isoformat()}
+    body = {**event_fields(event), "timestamp": event.at.isoformat()}
     raw = orjson.dumps(body)
     if len(raw) <= MAX_INLINE_BYTES:
         return raw

@@ -98,7 +98,20 @@ async def _truncate_postgres(url: str) -> None:
         tables = ", ".join(
             f'"{t.name}"' for t in Base.metadata.sorted_tables if t.name != "system_meta"
         )
-        await conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+        # A server process from the previous test may still be closing its connections:
+        # end them, and retry if a lock is still held.
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        for attempt in range(5):
+            try:
+                await conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+                break
+            except (asyncpg.DeadlockDetectedError, asyncpg.LockNotAvailableError):
+                if attempt == 4:
+                    raise
+                await asyncio.sleep(0.2)
         # Offsets restart at 1, so the webhook fan-out cursor does too (as in a new database).
         await conn.execute("UPDATE system_meta SET value = '0' WHERE key = 'webhook_cursor'")
     finally:

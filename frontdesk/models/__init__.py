@@ -5,6 +5,7 @@ from frontdesk.models.audit import AuditEntry, OperatorSession
 from frontdesk.models.base import Base, utcnow
 from frontdesk.models.channels import Channel, InboundReceipt
 from frontdesk.models.conversation import Conversation, Message, message_public
+from frontdesk.models.errors import ERROR_SOURCES, ErrorGroup
 from frontdesk.models.event import EventRecord
 from frontdesk.models.jobs import Job
 from frontdesk.models.knowledge import KnowledgeChunk, KnowledgeDocument
@@ -16,12 +17,14 @@ from frontdesk.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEn
 
 __all__ = [
     "API_KEY_SCOPES",
+    "ERROR_SOURCES",
     "OPERATOR_ROLES",
     "ApiKey",
     "AuditEntry",
     "Base",
     "Channel",
     "Conversation",
+    "ErrorGroup",
     "EventRecord",
     "InboundReceipt",
     "Job",

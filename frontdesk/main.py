@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from frontdesk import __version__
-from frontdesk.api import assets, frame, health, pages, realtime
+from frontdesk.api import assets, dashboard, frame, health, pages, realtime
 from frontdesk.api import channels as inbound_channels
 from frontdesk.api.cors import WidgetCors
 from frontdesk.api.middleware import BodyLimit, SecurityHeaders, StrictQuery
@@ -94,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(inbound_channels.router)
     app.include_router(health.router)
     app.include_router(pages.router)
+    app.include_router(dashboard.router)
     app.include_router(frame.router)
     app.include_router(assets.router)
     app.include_router(realtime.router)

@@ -1,4 +1,5 @@
-"""HTML pages served by the app: the demo page and the dashboard's placeholder.
+"""HTML pages served by the app: the home page and the demo page (the dashboard is
+`frontdesk.api.dashboard`).
 
 The demo page is a plain page on FrontDesk's own origin that talks to the widget API of the demo
 site (HTTP + SSE); the embeddable widget replaces it as the way to chat once it lands.
@@ -42,14 +43,3 @@ async def demo_asset(name: str) -> FileResponse:
     if name not in types:
         raise not_found()
     return FileResponse(DEMO / name, media_type=types[name])
-
-
-@router.get("/dashboard")
-async def dashboard() -> HTMLResponse:
-    return HTMLResponse(
-        "<!doctype html><html lang=en><meta charset=utf-8><title>FrontDesk dashboard</title>"
-        "<link rel=stylesheet href=/demo/demo.css><main><h1>Dashboard</h1>"
-        "<p>The live dashboard (overview, inbox, analytics, admin) is not built yet. "
-        "Until then, use the CLI (<code>frontdesk --help</code>) and the "
-        '<a href="/docs">API</a>.</p></main></html>'
-    )

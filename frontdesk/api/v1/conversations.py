@@ -1,5 +1,6 @@
-"""Conversations (`/api/v1/conversations`): the inbox's list and detail, and operator actions:
-take over, reply as operator (the visitor sees it live), hand back to the bot, close."""
+"""Conversations (`/api/v1/conversations`): the inbox's list (filters, text search, the last
+message of each) and detail, and operator actions: take over, reply as operator (the visitor sees
+it live), hand back to the bot, close."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, tuple_
 
 from frontdesk.actions.inbox import do_close, do_hand_back, do_operator_reply, do_take_over
 from frontdesk.actions.messages import check_client_id, check_message_text
@@ -36,8 +37,19 @@ class ConversationOut(BaseModel):
     last_message_at: str | None
 
 
+class MessagePreview(BaseModel):
+    seq: int
+    role: str
+    text: str = Field(description="The start of the message (at most 200 characters).")
+    created_at: str
+
+
+class ConversationItem(ConversationOut):
+    last_message: MessagePreview | None
+
+
 class ConversationPage(BaseModel):
-    conversations: list[ConversationOut]
+    conversations: list[ConversationItem]
     next_cursor: str | None
 
 
@@ -85,10 +97,13 @@ async def list_conversations(
     site_id: Annotated[str | None, Query(max_length=40)] = None,
     status: Annotated[str | None, Query(pattern="^(open|closed)$")] = None,
     handler: Annotated[str | None, Query(pattern="^(bot|operator)$")] = None,
+    q: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> ConversationPage:
-    """Newest first; `cursor` comes from the previous page's `next_cursor`."""
+    """Newest first; `cursor` comes from the previous page's `next_cursor`. `q` finds the
+    conversations with a message containing it (case-insensitive), or with that exact
+    conversation or visitor id."""
     stmt = (
         select(Conversation)
         .order_by(Conversation.created_at.desc(), Conversation.id.desc())
@@ -103,6 +118,17 @@ async def list_conversations(
         stmt = stmt.where(Conversation.status == status)
     if handler:
         stmt = stmt.where(Conversation.handler == handler)
+    if q:
+        containing = select(Message.conversation_id).where(
+            Message.text.icontains(q, autoescape=True)
+        )
+        stmt = stmt.where(
+            or_(
+                Conversation.id == q,
+                Conversation.visitor_id == q,
+                Conversation.id.in_(containing),
+            )
+        )
     if cursor:
         at, conversation_id = _decode_cursor(cursor)
         stmt = stmt.where(
@@ -113,12 +139,31 @@ async def list_conversations(
         )
     async with services.db.read_scope() as session:
         rows = list((await session.execute(stmt)).scalars())
-    more = len(rows) > limit
-    rows = rows[:limit]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        last = await _last_messages(session, rows)
     return ConversationPage(
-        conversations=[conversation_out(r) for r in rows],
+        conversations=[
+            ConversationItem(**conversation_out(r).model_dump(), last_message=last.get(r.id))
+            for r in rows
+        ],
         next_cursor=_encode_cursor(rows[-1]) if more and rows else None,
     )
+
+
+async def _last_messages(session: Any, rows: list[Conversation]) -> dict[str, MessagePreview]:
+    pairs = [(r.id, r.last_seq) for r in rows if r.last_seq > 0]
+    if not pairs:
+        return {}
+    found = await session.execute(
+        select(Message).where(tuple_(Message.conversation_id, Message.seq).in_(pairs))
+    )
+    return {
+        m.conversation_id: MessagePreview(
+            seq=m.seq, role=m.role, text=m.text[:200], created_at=m.created_at.isoformat()
+        )
+        for m in found.scalars()
+    }
 
 
 async def _load(session: Any, principal: Principal, conversation_id: str) -> Conversation:

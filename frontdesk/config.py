@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     trusted_proxies: str = Field(
         default="", description="Comma-separated proxy IPs/CIDRs whose X-Forwarded-For is used."
     )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        min_length=16,
+        description="When set, GET /metrics needs 'Authorization: Bearer <token>'.",
+    )
     environment: str = "development"
 
     access_token_ttl_s: int = Field(default=600, ge=60, le=900)
@@ -76,15 +81,44 @@ class Settings(BaseSettings):
     job_lease_s: float = Field(default=60.0, gt=0)
     job_poll_s: float = Field(default=1.0, gt=0)
     webhook_timeout_s: float = Field(default=15.0, gt=0, le=60)
+    smtp_host: str | None = Field(
+        default=None, description="SMTP server for email notifications; unset = no email."
+    )
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = Field(default="FrontDesk <frontdesk@localhost>", max_length=320)
+    smtp_security: str = Field(
+        default="starttls",
+        pattern="^(starttls|tls|none)$",
+        description="starttls (port 587), tls (implicit, port 465) or none (loopback relays).",
+    )
+    smtp_timeout_s: float = Field(default=15.0, gt=0, le=120)
+    activity_retention_days: int = Field(
+        default=180, ge=0, description="Days of activity (events) kept; 0 keeps everything."
+    )
     events_window_size: int = Field(default=10_000, ge=1)
     events_window_age_s: int = Field(default=24 * 3600, ge=1)
     seed_demo: bool = False
     log_level: str = "info"
+    otel_enabled: bool = Field(
+        default=False,
+        description="Export OpenTelemetry traces over OTLP/HTTP (also on when the standard "
+        "OTEL_EXPORTER_OTLP_ENDPOINT is set).",
+    )
+    sentry_dsn: SecretStr | None = Field(
+        default=None, description="Report errors to Sentry (the standard SENTRY_DSN works too)."
+    )
 
     @field_validator("public_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @cached_property
     def resolved_database_url(self) -> str:

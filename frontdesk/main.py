@@ -27,6 +27,7 @@ from frontdesk.api.v1 import (
     knowledge,
     metrics,
     operators,
+    notifications,
     sites,
     webhooks,
 )
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics,
     ):
         app.include_router(router.router, prefix="/api/v1")
+        notifications,
     app.include_router(inbound_channels.router)
     app.include_router(health.router)
     app.include_router(pages.router)

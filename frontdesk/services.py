@@ -17,8 +17,12 @@ import orjson
 from frontdesk.config import Settings
 from frontdesk.db import Database
 from frontdesk.events.dispatch import EventDispatcher
+from frontdesk.events.retention import ActivityRetention
 from frontdesk.jobs.clock import Clock
 from frontdesk.jobs.worker import Worker
+from frontdesk.notifications.delivery import DigestEmail, EmailNotification
+from frontdesk.notifications.fanout import DIGEST_JOB, EMAIL_JOB, NotificationFanout
+from frontdesk.notifications.mailer import Mailer
 from frontdesk.queries.sites import KnownOrigins, SiteDirectory
 from frontdesk.realtime.broker import RESYNC, Broker, MemoryBroker
 from frontdesk.realtime.limits import ConnectionLimits
@@ -86,13 +90,23 @@ class Services:
             Allowlist(settings.webhook_allowed_hosts), timeout_s=settings.webhook_timeout_s
         )
 
+        mailer = Mailer(settings)
+        notify = NotificationFanout(db, broker, mailer, clock, settings.public_url)
+        retention = ActivityRetention(db, clock, settings.activity_retention_days)
+
         async def fan_out_events() -> int:
-            return await fan_out(db, clock, settings.public_url)
+            # Between job batches: events become deliveries and notifications; old ones go.
+            fanned = await fan_out(db, clock, settings.public_url)
+            return fanned + await notify() + await retention()
 
         worker = Worker(
             db,
             broker,
-            {"webhook.deliver": Deliverer(db, box, webhook_client, clock)},
+            {
+                "webhook.deliver": Deliverer(db, box, webhook_client, clock),
+                EMAIL_JOB: EmailNotification(db, mailer),
+                DIGEST_JOB: DigestEmail(db, mailer),
+            },
             clock=clock,
             before_claim=fan_out_events,
             lease_s=settings.job_lease_s,

@@ -113,7 +113,10 @@ async def _truncate_postgres(url: str) -> None:
                     raise
                 await asyncio.sleep(0.2)
         # Offsets restart at 1, so the webhook fan-out cursor does too (as in a new database).
-        await conn.execute("UPDATE system_meta SET value = '0' WHERE key = 'webhook_cursor'")
+        await conn.execute(
+            "UPDATE system_meta SET value = '0'"
+            " WHERE key IN ('webhook_cursor', 'notification_cursor')"
+        )
     finally:
         await conn.close()
 

@@ -98,5 +98,16 @@ async def do_create_message(
             "channel": conversation.channel,
             "message": message_public(message),
         },
+        # Who wrote it: the visitor or the operator (the activity feed's actor; notifications
+        # never tell operators about their own replies).
+        actor=_author(role, conversation, meta),
     )
     return StoredMessage(message, created=True, conversation=conversation)
+
+
+def _author(role: str, conversation: Conversation, meta: dict[str, Any] | None) -> str | None:
+    if role == "visitor":
+        return conversation.visitor_id
+    if role == "operator" and meta and isinstance(meta.get("operator_id"), str):
+        return str(meta["operator_id"])
+    return None

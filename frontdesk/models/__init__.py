@@ -10,6 +10,7 @@ from frontdesk.models.event import EventRecord
 from frontdesk.models.jobs import Job
 from frontdesk.models.knowledge import KnowledgeChunk, KnowledgeDocument
 from frontdesk.models.lead import Lead
+from frontdesk.models.notifications import Notification, NotificationPreference
 from frontdesk.models.site import Site
 from frontdesk.models.system import SystemMeta
 from frontdesk.models.visitor import RefreshToken, Visitor
@@ -32,6 +33,8 @@ __all__ = [
     "KnowledgeDocument",
     "Lead",
     "Message",
+    "Notification",
+    "NotificationPreference",
     "Operator",
     "OperatorSession",
     "RefreshToken",

@@ -17,7 +17,10 @@ from frontdesk.models.base import Base, BigIntPK, JSONType, UTCDateTime, utcnow
 
 class EventRecord(Base):
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_site_offset", "site_id", "offset"),)
+    __table_args__ = (
+        Index("ix_events_site_offset", "site_id", "offset"),
+        Index("ix_events_at", "at"),
+    )
 
     offset: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(40), unique=True)

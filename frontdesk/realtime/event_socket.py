@@ -5,7 +5,8 @@ against cross-site WebSocket hijacking) or by a first frame `{"type": "auth", "a
 `events` permission is needed. `subscribe` may carry `since: {epoch, offset}`: if every event after
 that offset is still inside the recovery window (size and age), all of them are replayed in order;
 otherwise `recovered: false` and none, never a partial replay. Live events follow in offset order;
-an offset jump is filled from the database first.
+an offset jump is filled from the database first. A signed-in operator also gets their own
+notifications (`notification` and `notifications_read` frames).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from frontdesk.api.v1.deps import principal_from_api_key, principal_from_session
 from frontdesk.errors import AppError
 from frontdesk.events.dispatch import to_event
 from frontdesk.models import EventRecord, utcnow
+from frontdesk.notifications.fanout import operator_channel
 from frontdesk.queries.events import event_epoch, events_between, offset_bounds
 from frontdesk.realtime.broker import RESYNC
 from frontdesk.realtime.frames import (
@@ -57,6 +59,7 @@ class EventSocket:
         self.last_offset = 0
         self.outbox = connection_outbox(ws, services)
         self._live: asyncio.Task[None] | None = None
+        self._notifications: asyncio.Task[None] | None = None
         self._ready_for_live = asyncio.Event()
 
     async def run(self) -> None:
@@ -70,6 +73,10 @@ class EventSocket:
             if not acquired:
                 raise Close(CLOSE_RATE_LIMITED, "too many connections")
             self.outbox.start()
+            if self.principal.kind == "operator":
+                notified = asyncio.Event()
+                self._notifications = asyncio.create_task(self._notify(notified))
+                await notified.wait()
             self.outbox.send({"type": "ready", "heartbeat_s": self.settings.ws_heartbeat_s})
             await self._loop()
         except Close as close:
@@ -80,10 +87,11 @@ class EventSocket:
         finally:
             if acquired:
                 limits.release(self.ip, self.principal.site_id if self.principal else None)
-            if self._live is not None:
-                self._live.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._live
+            for task in (self._live, self._notifications):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await self.outbox.stop()
 
     async def _authenticate(self) -> None:
@@ -209,6 +217,16 @@ class EventSocket:
                 self.last_offset = offset
                 if self._wanted(event["type"], event.get("site_id")):
                     self.outbox.send({"type": "event", "offset": offset, "event": event})
+
+    async def _notify(self, subscribed: asyncio.Event) -> None:
+        """A signed-in operator's own notifications (`notification`, `notifications_read`
+        frames), whatever they subscribed to; the list API is the source of truth after a gap."""
+        assert self.principal is not None
+        async with self.services.broker.subscribe(operator_channel(self.principal.id)) as feed:
+            subscribed.set()
+            async for payload in feed:
+                if payload != RESYNC:
+                    self.outbox.send(orjson.loads(payload))
 
     async def _fill(self, up_to: int | None) -> None:
         """Send the stored events after `last_offset` (up to `up_to`) that were not seen live."""

@@ -21,6 +21,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from fastapi import FastAPI
 from sqlalchemy import func, select, update
 
+from frontdesk.events.recorder import record_event
 from frontdesk.events.retention import ActivityRetention
 from frontdesk.models import EventRecord, Job, Notification, SystemMeta
 from frontdesk.services import Services
@@ -391,3 +392,21 @@ async def test_activity_retention_prunes_only_what_is_old_and_handled(
     assert sorted(left) == [head - 1, head]  # not yet notified, and the recent one
     assert await retention() == 0  # at most once per hour
     assert await ActivityRetention(services.db, services.worker.clock, days=0)() == 0
+
+
+async def test_a_disabled_webhook_endpoint_notifies_by_default(
+    dashboard: httpx.AsyncClient, services: Services, site: SiteInfo
+) -> None:
+    await sign_in(dashboard, services, "admin@shop.example", "admin")
+    async with services.db.session_scope() as session:
+        record_event(
+            session,
+            "webhook.endpoint_disabled",
+            site_id=site.id,
+            data={"endpoint_id": "whe_1", "reason": "failing for 5 days"},
+        )
+    await settle(services)
+    items = (await dashboard.get(f"{API}/notifications")).json()["items"]
+    assert [i["title"] for i in items] == ["A webhook endpoint was disabled"]
+    assert items[0]["link"] == f"{PUBLIC_URL}/dashboard/#/admin/webhooks"
+    assert "failing for 5 days" in items[0]["body"]

@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install build browser run test check fmt bench docs clean fuzz
+.PHONY: install build browser promtool run test check fmt bench docs clean fuzz
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -34,10 +34,23 @@ build: $(BUILD_STAMP)
 browser:
 	test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
 
+# promtool for the metrics tests (Debian's prometheus package; installed only when missing). The
+# package's install script would start a Prometheus server on :9090: a policy-rc.d that says "no"
+# (the machine's own if it has one, else one added for the install and removed after) prevents
+# that, and on a systemd machine the unit the package enables is disabled again.
+promtool:
+	command -v promtool >/dev/null || { \
+	  added=; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; added=1; fi; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; \
+	  status=$$?; if [ -n "$$added" ]; then rm -f /usr/sbin/policy-rc.d; fi; \
+	  if [ $$status -eq 0 ] && [ -d /run/systemd/system ]; then systemctl disable --now prometheus; fi; \
+	  exit $$status; }
+
 run: install build
 	$(VENV)/bin/frontdesk serve --demo
 
-test: install build browser
+test: install build browser promtool
 	$(PY) -m pytest $(PYTEST_ARGS)
 	$(PY) -m pytest $(PYTEST_ARGS) -m browser tests/browser
 

@@ -46,6 +46,11 @@ class Settings(BaseSettings):
         min_length=16,
         description="When set, GET /metrics needs 'Authorization: Bearer <token>'.",
     )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        min_length=16,
+        description="When set, GET /metrics needs 'Authorization: Bearer <token>'.",
+    )
     environment: str = "development"
 
     access_token_ttl_s: int = Field(default=600, ge=60, le=900)
@@ -114,6 +119,11 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("metrics_token", mode="before")
     @classmethod

@@ -18,6 +18,7 @@ from frontdesk.api import channels as inbound_channels
 from frontdesk.api.cors import WidgetCors
 from frontdesk.api.middleware import BodyLimit, SecurityHeaders, StrictQuery
 from frontdesk.api.openapi import install_openapi
+from frontdesk.api.prometheus import router as prometheus_router
 from frontdesk.api.v1 import (
     activity,
     api_keys,
@@ -26,8 +27,8 @@ from frontdesk.api.v1 import (
     channels,
     knowledge,
     metrics,
-    operators,
     notifications,
+    operators,
     sites,
     webhooks,
 )
@@ -36,6 +37,7 @@ from frontdesk.api.widget import conversations, events, offers, sessions, stream
 from frontdesk.config import Settings, load_settings
 from frontdesk.demo_site import ensure_demo_site
 from frontdesk.errors import install_error_handlers
+from frontdesk.observability.metrics_middleware import RequestMetrics
 from frontdesk.services import Services
 
 DESCRIPTION = """
@@ -90,11 +92,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         channels,
         inbox,
         metrics,
+        notifications,
     ):
         app.include_router(router.router, prefix="/api/v1")
-        notifications,
     app.include_router(inbound_channels.router)
     app.include_router(health.router)
+    app.include_router(prometheus_router)
     app.include_router(pages.router)
     app.include_router(dashboard.router)
     app.include_router(frame.router)
@@ -105,4 +108,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(StrictQuery)
     app.add_middleware(WidgetCors)
     app.add_middleware(SecurityHeaders, hsts=settings.public_url.startswith("https://"))
+    app.add_middleware(RequestMetrics)  # outermost: it sees every response, even refusals
     return app

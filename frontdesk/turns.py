@@ -22,6 +22,7 @@ from frontdesk.actions.responders import do_record_circuit_opened, do_record_res
 from frontdesk.db import Database
 from frontdesk.ids import new_id
 from frontdesk.models import Message, message_public
+from frontdesk.observability import metrics
 from frontdesk.queries.conversations import recent_messages
 from frontdesk.queries.knowledge import knowledge_version
 from frontdesk.queries.sites import SiteView
@@ -131,6 +132,8 @@ class TurnRunner:
                 await self._publish(turn.conversation_id, {"kind": "frame", "frame": error})
         except Exception as exc:  # a bug or the overall timeout: the visitor still gets a reply
             log.warning("answer failed: %r", exc, extra={"site_id": site.id}, exc_info=True)
+            if not isinstance(exc, TimeoutError):
+                metrics.server_error("turn")
             await turn.emit(
                 {
                     "type": "error",
@@ -141,7 +144,9 @@ class TurnRunner:
             )
             text = GRACEFUL.get(locale, GRACEFUL["en"])
             citations, meta = [], {"fallback": True}
-        meta["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        elapsed = time.perf_counter() - started
+        meta["latency_ms"] = round(elapsed * 1000, 1)
+        metrics.answer_finished(meta, elapsed)
         try:
             async with self.db.session_scope() as session:
                 stored = await do_create_message(
@@ -166,6 +171,7 @@ class TurnRunner:
             )
         except Exception:
             log.exception("storing an answer failed")
+            metrics.server_error("turn")
             await turn.emit(
                 {
                     "type": "error",

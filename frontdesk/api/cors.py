@@ -10,6 +10,8 @@ from __future__ import annotations
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from frontdesk.observability import metrics
+
 WIDGET_PREFIX = "/api/widget/"
 ALLOW_METHODS = b"GET, POST, OPTIONS"
 ALLOW_HEADERS = b"Authorization, Content-Type, Accept, Last-Event-ID"
@@ -61,6 +63,7 @@ class WidgetCors:
                 (b"vary", b"Origin"),
             ]
         else:
+            metrics.origin_rejected("preflight")
             status = 403
             body = orjson.dumps(
                 {"error": {"code": "origin_not_allowed", "message": "This origin is not allowed."}}

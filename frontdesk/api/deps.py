@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from fastapi import Depends, Request
 
 from frontdesk.errors import AppError, unauthorized
+from frontdesk.observability import metrics
 from frontdesk.queries.sites import SiteView
 from frontdesk.security.client_ip import client_ip
 from frontdesk.security.origins import normalise_origin, origin_allowed
@@ -56,9 +57,9 @@ def check_origin(services: Services, site: SiteView, origin: str | None) -> None
     if origin is None:
         if site.options.get("allow_native_clients"):
             return
-        raise origin_not_allowed()
-    if origin_allowed(origin, [own_origin(services), *site.allowed_origins]):
+    elif origin_allowed(origin, [own_origin(services), *site.allowed_origins]):
         return
+    metrics.origin_rejected("site")
     raise origin_not_allowed()
 
 

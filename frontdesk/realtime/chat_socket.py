@@ -21,6 +21,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from frontdesk.api.deps import check_origin
 from frontdesk.chat import accept_visitor_message
 from frontdesk.errors import AppError
+from frontdesk.observability import metrics
 from frontdesk.queries.conversations import access_conversation
 from frontdesk.queries.sites import SiteView
 from frontdesk.realtime.feed import ConversationFeed
@@ -104,6 +105,7 @@ class ChatSocket:
         if self.origin is None:
             return  # native clients; the site decides after auth
         if not await self.services.known_origins.allows(self.origin):
+            metrics.origin_rejected("handshake")
             raise Close(CLOSE_ORIGIN, "origin not allowed")
 
     async def _receive(self) -> dict[str, Any] | None:

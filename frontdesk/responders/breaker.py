@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
+from frontdesk.observability import metrics
 from frontdesk.responders.base import ResponderError
 
 if TYPE_CHECKING:
@@ -114,6 +115,11 @@ class CircuitBreaker:
         self._probe = f"{name}:probe"
 
     async def state(self) -> str:
+        state = await self._read_state()
+        metrics.circuit_state(self.name, state)
+        return state
+
+    async def _read_state(self) -> str:
         if await self.store.exists(self._open):
             return "open"
         if await self.store.get_int(self._failures) >= self.failure_threshold:
@@ -132,6 +138,7 @@ class CircuitBreaker:
     async def record_success(self, probe: bool) -> None:
         if probe or await self.store.get_int(self._failures):
             await self.store.delete(self._failures, self._probe, self._open)
+            metrics.circuit_state(self.name, "closed")
 
     async def record_failure(self, probe: bool) -> bool:
         """Count a failure; True when this failure opened the circuit."""
@@ -139,8 +146,10 @@ class CircuitBreaker:
             await self.store.delete(self._probe)
             await self.store.set_nx(self._open, self.open_s)
             await self.store.incr(self._failures, self.window_s + self.open_s)
+            metrics.circuit_opened(self.name)
             return True
         failures = await self.store.incr(self._failures, self.window_s + self.open_s)
-        if failures >= self.failure_threshold:
-            return await self.store.set_nx(self._open, self.open_s)
+        if failures >= self.failure_threshold and await self.store.set_nx(self._open, self.open_s):
+            metrics.circuit_opened(self.name)
+            return True
         return False

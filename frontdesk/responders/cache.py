@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
+from frontdesk.observability import metrics
 from frontdesk.responders.base import FinalAnswer
 
 if TYPE_CHECKING:
@@ -102,8 +103,10 @@ class AnswerCache:
         raw = await self.store.get(key)
         if raw is None:
             self.misses += 1
+            metrics.answer_cache_lookup(hit=False)
             return None
         self.hits += 1
+        metrics.answer_cache_lookup(hit=True)
         data = orjson.loads(raw)
         meta = {**data["meta"], "cached": True}
         return FinalAnswer(data["text"], data["citations"], data["usage"], meta)

@@ -26,6 +26,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from frontdesk.observability import metrics
 from frontdesk.responders.base import AnswerRequest, Delta, FinalAnswer, Responder, ResponderError
 from frontdesk.responders.breaker import CircuitBreaker
 
@@ -97,6 +98,7 @@ class ResponderChain:
         self.on_circuit_opened = on_circuit_opened
 
     async def _failed(self, link: Link, error: ResponderError, probe: bool) -> None:
+        metrics.responder_error(link.name, error.kind)
         if error.kind == "circuit_open":
             return
         opened = link.breaker is not None and await link.breaker.record_failure(probe)
@@ -142,13 +144,16 @@ class ResponderChain:
         self, link: Link, request: AnswerRequest, sent: list[str]
     ) -> AsyncIterator[Delta | FinalAnswer]:
         """Yield the link's items; `sent` collects the text already streamed to the visitor."""
+        started = time.perf_counter()
         deadline = time.monotonic() + link.timeouts.total_s
         stream, item, probe = await self._first_item(link, request)
+        metrics.responder_first_token(link.name, time.perf_counter() - started)
         try:
             while True:
                 if isinstance(item, FinalAnswer):
                     if link.breaker is not None:
                         await link.breaker.record_success(probe)
+                    metrics.responder_answered(link.name, time.perf_counter() - started, item.usage)
                     yield item
                     return
                 sent.append(item.text)
@@ -187,6 +192,7 @@ class ResponderChain:
                         return
                     yield item
             except ResponderError as error:
+                metrics.responder_failed(link.name)
                 failed.append({"responder": link.name, "kind": error.kind})
                 if sent:
                     # Keep what the visitor already read; say clearly that it stopped there.

@@ -93,7 +93,8 @@ class ResponderFactory:
             self._openai[key] = client
         return client
 
-    def _breaker(self, name: str) -> CircuitBreaker:
+    def breaker(self, name: str) -> CircuitBreaker:
+        """The circuit breaker of upstream `name` (`kind:host`); its state is in the store."""
         return CircuitBreaker(
             name,
             self.breaker_store,
@@ -117,7 +118,7 @@ class ResponderFactory:
             responder = DifyResponder(config, self._http_client(timeouts))
         else:
             return Link(UnavailableFlow(config), None, timeouts, retries=0)
-        return Link(responder, self._breaker(responder.name), timeouts, config.retries)
+        return Link(responder, self.breaker(responder.name), timeouts, config.retries)
 
     def build(
         self,

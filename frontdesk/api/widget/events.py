@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from frontdesk.actions.widget_events import do_record_widget_events
+from frontdesk.actions.widget_events import DIRECT_TYPES, do_record_widget_events
 from frontdesk.api.deps import ServicesDep, WidgetVisitor
 from frontdesk.api.limits import enforce_default
 from frontdesk.api.widget.schemas import EventsAccepted, WidgetEventBatch
+from frontdesk.observability import metrics
 
 router = APIRouter(tags=["widget"])
 
@@ -25,4 +26,6 @@ async def post_events(
             visitor_id=visitor.visitor_id,
             events=[(e.type, e.at, e.data) for e in body.events],
         )
+    # Counted once committed, by the type recorded (any other name is kept as widget.event).
+    metrics.widget_events(e.type if e.type in DIRECT_TYPES else "widget.event" for e in body.events)
     return EventsAccepted(accepted=count)

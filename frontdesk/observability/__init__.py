@@ -1,0 +1,1 @@
+"""Observability: what FrontDesk tells operators about itself (Prometheus metrics, traces)."""

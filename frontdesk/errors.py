@@ -8,6 +8,7 @@ errors into that shape, so a client never sees a framework's default body or a 5
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,7 +16,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from frontdesk.observability.context import request_id_var
+
 log = logging.getLogger(__name__)
+
+ServerErrorHook = Callable[[Request, Exception], Awaitable[object]]
 
 
 class AppError(Exception):
@@ -83,8 +88,9 @@ def error_response(error: AppError) -> JSONResponse:
     return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Register the handlers that give every error the contract's shape."""
+def install_error_handlers(app: FastAPI, on_server_error: ServerErrorHook | None = None) -> None:
+    """Register the handlers that give every error the contract's shape; `on_server_error` is
+    told of every unhandled exception (it records the error group)."""
 
     async def on_app_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, AppError)
@@ -111,11 +117,24 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=getattr(exc, "headers", None),
         )
 
-    async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=exc)
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # This handler runs outside the request-id middleware: bring the request's id back so
+        # that the log line and the stored error carry it.
+        request_id = getattr(request.state, "request_id", None)
+        token = request_id_var.set(request_id)
+        try:
+            log.exception("unhandled error", exc_info=exc)
+            if on_server_error is not None:
+                try:
+                    await on_server_error(request, exc)
+                except Exception:
+                    log.warning("reporting a server error failed", exc_info=True)
+        finally:
+            request_id_var.reset(token)
         return JSONResponse(
             {"error": {"code": "internal_error", "message": "Something went wrong on our side."}},
             status_code=500,
+            headers={"X-Request-ID": request_id} if request_id else None,
         )
 
     app.add_exception_handler(AppError, on_app_error)

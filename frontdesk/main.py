@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from starlette_compress import CompressMiddleware, remove_compress_type
 
 from frontdesk import __version__
 from frontdesk.api import assets, dashboard, frame, health, pages, realtime
@@ -25,6 +26,7 @@ from frontdesk.api.v1 import (
     audit,
     auth,
     channels,
+    errors,
     knowledge,
     metrics,
     notifications,
@@ -37,8 +39,16 @@ from frontdesk.api.widget import conversations, events, offers, sessions, stream
 from frontdesk.config import Settings, load_settings
 from frontdesk.demo_site import ensure_demo_site
 from frontdesk.errors import install_error_handlers
+from frontdesk.observability.context import RequestContext
 from frontdesk.observability.metrics_middleware import RequestMetrics
+from frontdesk.observability.sentry import init_sentry
+from frontdesk.observability.server_errors import record_server_error
+from frontdesk.observability.tracing import install_tracing
 from frontdesk.services import Services
+
+# Event streams stay uncompressed: an answer streams a few bytes at a time and latency is what
+# counts, and a compressor kept per open stream costs memory for nothing (ADR 0015).
+remove_compress_type("text/event-stream")
 
 DESCRIPTION = """
 FrontDesk is a self-hosted AI front desk for websites.
@@ -51,6 +61,7 @@ FrontDesk is a self-hosted AI front desk for websites.
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
+    init_sentry(settings)
     services = Services.build(settings)
 
     @asynccontextmanager
@@ -71,7 +82,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/api/v1/openapi.json",
     )
     app.state.services = services
-    install_error_handlers(app)
+
+    async def on_server_error(request: Request, exc: Exception) -> None:
+        await record_server_error(services, request, exc)
+
+    install_error_handlers(app, on_server_error)
     install_openapi(app)
 
     widget_prefix = "/api/widget/v1"
@@ -92,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         channels,
         inbox,
         metrics,
+        errors,
         notifications,
     ):
         app.include_router(router.router, prefix="/api/v1")
@@ -108,5 +124,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(StrictQuery)
     app.add_middleware(WidgetCors)
     app.add_middleware(SecurityHeaders, hsts=settings.public_url.startswith("https://"))
+    # Compressible bodies of 1 KB and more; event streams pass untouched (see ADR 0015).
+    app.add_middleware(CompressMiddleware, minimum_size=1024)
+    app.add_middleware(RequestContext)
     app.add_middleware(RequestMetrics)  # outermost: it sees every response, even refusals
+    install_tracing(app, services.db)
     return app

@@ -23,6 +23,7 @@ from frontdesk.db import Database
 from frontdesk.ids import new_id
 from frontdesk.models import Message, message_public
 from frontdesk.observability import metrics
+from frontdesk.observability.tracing import turn_span
 from frontdesk.queries.conversations import recent_messages
 from frontdesk.queries.knowledge import knowledge_version
 from frontdesk.queries.sites import SiteView
@@ -93,7 +94,7 @@ class TurnRunner:
     def start(self, site: SiteView, visitor_id: str, message: Message) -> Turn:
         turn = Turn(message.conversation_id, message)
         self._turns[message.id] = turn
-        turn.task = asyncio.create_task(self._run(site, visitor_id, turn))
+        turn.task = asyncio.create_task(self._traced_run(site, visitor_id, turn))
         turn.task.add_done_callback(lambda _: self._turns.pop(message.id, None))
         return turn
 
@@ -111,6 +112,12 @@ class TurnRunner:
 
     async def _publish_delta(self, frame: dict[str, Any]) -> None:
         await self._publish(frame["conversation_id"], {"kind": "delta", "frame": frame})
+
+    async def _traced_run(self, site: SiteView, visitor_id: str, turn: Turn) -> None:
+        # The task inherits the request's context: this span is a child of the request's, and
+        # the turn's log lines carry the request id.
+        with turn_span(site.id, turn.conversation_id):
+            await self._run(site, visitor_id, turn)
 
     async def _run(self, site: SiteView, visitor_id: str, turn: Turn) -> None:
         started = time.perf_counter()

@@ -27,6 +27,7 @@ from tenacity import (
 )
 
 from frontdesk.observability import metrics
+from frontdesk.observability.tracing import AttemptSpan, outcome_of, responder_attempt
 from frontdesk.responders.base import AnswerRequest, Delta, FinalAnswer, Responder, ResponderError
 from frontdesk.responders.breaker import CircuitBreaker
 
@@ -109,8 +110,10 @@ class ResponderChain:
 
     async def _first_item(
         self, link: Link, request: AnswerRequest
-    ) -> tuple[AsyncIterator[Delta | FinalAnswer], Delta | FinalAnswer, bool]:
-        """Start the link's stream and wait for its first item, retrying what may be retried."""
+    ) -> tuple[AsyncIterator[Delta | FinalAnswer], Delta | FinalAnswer, bool, AttemptSpan]:
+        """Start the link's stream and wait for its first item, retrying what may be retried.
+        Each try is a span of its own; the successful one is returned to be finished by the
+        caller when the answer ends."""
         retrying = AsyncRetrying(
             stop=stop_after_attempt(link.retries + 1),
             wait=_wait,
@@ -119,26 +122,40 @@ class ResponderChain:
         )
         async for attempt in retrying:
             with attempt:
-                probe = await link.breaker.before_call() if link.breaker else False
-                stream = link.responder.answer(request).__aiter__()
+                span = responder_attempt(link.name, attempt.retry_state.attempt_number)
                 try:
-                    async with asyncio.timeout(link.timeouts.first_token_s):
-                        first = await anext(stream)
-                except TimeoutError as exc:
-                    await _close(stream)
-                    error = ResponderError("timeout", f"{link.name}: no first token in time")
-                    await self._failed(link, error, probe)
-                    raise error from exc
-                except StopAsyncIteration as exc:
-                    error = ResponderError("protocol", f"{link.name}: empty answer")
-                    await self._failed(link, error, probe)
-                    raise error from exc
-                except ResponderError as error:
-                    await _close(stream)
-                    await self._failed(link, error, probe)
+                    with span.active():
+                        stream, first, probe = await self._attempt(link, request)
+                except BaseException as exc:
+                    span.finish(outcome_of(exc), str(exc))
                     raise
-                return stream, first, probe
+                span.first_item()
+                return stream, first, probe, span
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _attempt(
+        self, link: Link, request: AnswerRequest
+    ) -> tuple[AsyncIterator[Delta | FinalAnswer], Delta | FinalAnswer, bool]:
+        """One try: the breaker's permission, the call, and its first item in time."""
+        probe = await link.breaker.before_call() if link.breaker else False
+        stream = link.responder.answer(request).__aiter__()
+        try:
+            async with asyncio.timeout(link.timeouts.first_token_s):
+                first = await anext(stream)
+        except TimeoutError as exc:
+            await _close(stream)
+            error = ResponderError("timeout", f"{link.name}: no first token in time")
+            await self._failed(link, error, probe)
+            raise error from exc
+        except StopAsyncIteration as exc:
+            error = ResponderError("protocol", f"{link.name}: empty answer")
+            await self._failed(link, error, probe)
+            raise error from exc
+        except ResponderError as error:
+            await _close(stream)
+            await self._failed(link, error, probe)
+            raise
+        return stream, first, probe
 
     async def _run_link(
         self, link: Link, request: AnswerRequest, sent: list[str]
@@ -146,7 +163,7 @@ class ResponderChain:
         """Yield the link's items; `sent` collects the text already streamed to the visitor."""
         started = time.perf_counter()
         deadline = time.monotonic() + link.timeouts.total_s
-        stream, item, probe = await self._first_item(link, request)
+        stream, item, probe, span = await self._first_item(link, request)
         metrics.responder_first_token(link.name, time.perf_counter() - started)
         try:
             while True:
@@ -154,13 +171,15 @@ class ResponderChain:
                     if link.breaker is not None:
                         await link.breaker.record_success(probe)
                     metrics.responder_answered(link.name, time.perf_counter() - started, item.usage)
+                    span.finish("ok")
                     yield item
                     return
                 sent.append(item.text)
                 yield item
                 try:
-                    async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                        item = await anext(stream)
+                    with span.active():
+                        async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                            item = await anext(stream)
                 except TimeoutError as exc:
                     raise ResponderError("timeout", f"{link.name}: answer took too long") from exc
                 except StopAsyncIteration as exc:
@@ -168,7 +187,11 @@ class ResponderChain:
                         "protocol", f"{link.name}: ended without a final answer"
                     ) from exc
         except ResponderError as error:
+            span.finish(error.kind, str(error))
             await self._failed(link, error, probe)
+            raise
+        except BaseException as exc:  # a bug, or the visitor's turn was cancelled
+            span.finish(outcome_of(exc), repr(exc))
             raise
         finally:
             await _close(stream)

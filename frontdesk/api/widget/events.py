@@ -9,6 +9,7 @@ from frontdesk.api.deps import ServicesDep, WidgetVisitor
 from frontdesk.api.limits import enforce_default
 from frontdesk.api.widget.schemas import EventsAccepted, WidgetEventBatch
 from frontdesk.observability import metrics
+from frontdesk.observability.sentry import capture_widget_error
 
 router = APIRouter(tags=["widget"])
 
@@ -20,7 +21,7 @@ async def post_events(
     """Record up to 50 analytics events or error reports from the widget."""
     await enforce_default(services, "visitor_events", visitor.visitor_id)
     async with services.db.session_scope() as session:
-        count = do_record_widget_events(
+        recorded = await do_record_widget_events(
             session,
             site_id=visitor.site_id,
             visitor_id=visitor.visitor_id,
@@ -28,4 +29,6 @@ async def post_events(
         )
     # Counted once committed, by the type recorded (any other name is kept as widget.event).
     metrics.widget_events(e.type if e.type in DIRECT_TYPES else "widget.event" for e in body.events)
-    return EventsAccepted(accepted=count)
+    for group_id, report in recorded.errors:
+        capture_widget_error(group_id, report)
+    return EventsAccepted(accepted=recorded.count)

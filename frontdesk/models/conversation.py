@@ -22,7 +22,14 @@ ROLES = ("visitor", "assistant", "operator", "system")
 
 class Conversation(Base):
     __tablename__ = "conversations"
-    __table_args__ = (Index("ix_conversations_site_created", "site_id", "created_at"),)
+    # The list pages newest first by (created_at, id), optionally for one site and/or status:
+    # one index per combination, so every page is a range scan that stops after the page.
+    __table_args__ = (
+        Index("ix_conversations_created_id", "created_at", "id"),
+        Index("ix_conversations_site_created_id", "site_id", "created_at", "id"),
+        Index("ix_conversations_status_created_id", "status", "created_at", "id"),
+        Index("ix_conversations_site_status_created_id", "site_id", "status", "created_at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))

@@ -1,8 +1,12 @@
-"""Reading conversations and messages, with visitor-level access checks."""
+"""Reading conversations and messages: visitor-level access checks, the inbox's list query, and
+pages of a conversation's messages."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk.errors import not_found
@@ -38,6 +42,51 @@ async def list_visitor_conversations(
         .limit(limit)
     )
     return list((await session.execute(stmt)).scalars())
+
+
+def conversation_list_query(
+    *,
+    site_id: str | None = None,
+    status: str | None = None,
+    handler: str | None = None,
+    q: str | None = None,
+    after: tuple[datetime, str] | None = None,
+    limit: int,
+) -> Select[Any]:
+    """One page of the inbox's list, newest first by `(created_at, id)`, after the keyset `after`
+    (the last row of the previous page), with `limit + 1` rows to tell whether more follow.
+
+    The id breaks ties between conversations started in the same microsecond, so no row is skipped
+    or repeated across pages. Unfiltered, by site, by status, or by both, the order and the
+    keyset are a range scan of one index of migration 0010 that stops after the page (ADR 0019);
+    `handler` and `q` filter that scan.
+    """
+    stmt = (
+        select(Conversation)
+        .order_by(Conversation.created_at.desc(), Conversation.id.desc())
+        .limit(limit + 1)
+    )
+    if site_id:
+        stmt = stmt.where(Conversation.site_id == site_id)
+    if status:
+        stmt = stmt.where(Conversation.status == status)
+    if handler:
+        stmt = stmt.where(Conversation.handler == handler)
+    if q:
+        containing = select(Message.conversation_id).where(
+            Message.text.icontains(q, autoescape=True)
+        )
+        stmt = stmt.where(
+            or_(
+                Conversation.id == q,
+                Conversation.visitor_id == q,
+                Conversation.id.in_(containing),
+            )
+        )
+    if after is not None:
+        # A row-value comparison: both databases use it as the bound of the index range scan.
+        stmt = stmt.where(tuple_(Conversation.created_at, Conversation.id) < after)
+    return stmt
 
 
 async def list_messages(

@@ -3,13 +3,18 @@ metrics API's figures against the database after a randomised workload."""
 
 from __future__ import annotations
 
+import base64
 import random
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 from sqlalchemy import func, select
 
 from frontdesk.actions.apikeys import do_create_api_key
+from frontdesk.actions.conversations import do_start_conversation
+from frontdesk.actions.messages import do_create_message
+from frontdesk.ids import new_id
 from frontdesk.models import Conversation, EventRecord, Lead, Message, Visitor, utcnow
 from frontdesk.services import Services
 from tests.conftest import SiteInfo, make_site, start_visitor
@@ -210,3 +215,126 @@ async def _answers(services: Services, site_id: str | None) -> int:
         if site_id:
             stmt = stmt.where(Conversation.site_id == site_id)
         return int(await session.scalar(stmt) or 0)
+
+
+async def _conversations_at(
+    services: Services, site_ids: list[str], moments: list[datetime], rng: random.Random
+) -> list[Conversation]:
+    """Conversations started through the app's own action, then moved to the given moments (the
+    API stamps them with the clock, which never repeats a microsecond on demand)."""
+    made = []
+    async with services.db.session_scope() as session:
+        for moment in moments:
+            site_id = rng.choice(site_ids)
+            visitor = Visitor(id=new_id("vis"), site_id=site_id)
+            session.add(visitor)
+            await session.flush()
+            conversation = await do_start_conversation(
+                session, site_id=site_id, visitor_id=visitor.id
+            )
+            conversation.created_at = moment
+            conversation.status = rng.choice(["open", "closed"])
+            conversation.handler = rng.choice(["bot", "operator"])
+            made.append(conversation)
+    return made
+
+
+async def _walk(
+    client: httpx.AsyncClient, headers: dict[str, str], params: dict[str, Any]
+) -> list[str]:
+    ids: list[str] = []
+    cursor = None
+    for _ in range(200):
+        page = await client.get(
+            f"{API}/conversations",
+            headers=headers,
+            params=params | ({"cursor": cursor} if cursor else {}),
+        )
+        assert page.status_code == 200, page.text
+        body = page.json()
+        assert len(body["conversations"]) <= params["limit"]
+        ids.extend(c["id"] for c in body["conversations"])
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return ids
+    raise AssertionError("the pages never ended")
+
+
+async def test_pages_through_equal_created_at_without_skips_or_repeats(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """Many conversations share one `created_at` to the microsecond; pages of every size cut
+    through those ties, with and without filters, and each conversation comes exactly once, in
+    the order (created_at, id) newest first."""
+    rng = random.Random(11)
+    sites = [(await make_site(services, name=f"T{i}")).id for i in range(2)]
+    base = datetime(2026, 11, 20, 9, 30, 15, 123456, tzinfo=UTC)
+    moments = (
+        [base] * 7
+        + [base - timedelta(microseconds=1)] * 4
+        + [base + timedelta(seconds=5)] * 3
+        + [base - timedelta(days=1, microseconds=i) for i in range(4)]
+    )
+    rng.shuffle(moments)
+    made = await _conversations_at(services, sites, moments, rng)
+    reader = await key(services, "read")
+    filters: list[dict[str, Any]] = [
+        {},
+        {"site_id": sites[0]},
+        {"status": "open"},
+        {"site_id": sites[1], "status": "closed"},
+        {"handler": "operator"},
+        {"status": "closed", "handler": "bot"},
+    ]
+    for wanted in filters:
+        expected = [
+            c.id
+            for c in sorted(made, key=lambda c: (c.created_at, c.id), reverse=True)
+            if all(getattr(c, field) == value for field, value in wanted.items())
+        ]
+        for limit in (1, 2, 3, 5, 200):
+            got = await _walk(client, reader, wanted | {"limit": limit})
+            assert got == expected, (wanted, limit)
+
+
+async def test_a_cursor_must_carry_a_time_zone_and_an_id(
+    client: httpx.AsyncClient, services: Services, site: SiteInfo
+) -> None:
+    reader = await key(services, "read")
+    for raw in ("2026-11-20T09:30:15|conv_x", "2026-11-20T09:30:15+00:00|", "2026-13-01|x"):
+        cursor = base64.urlsafe_b64encode(raw.encode()).decode()
+        response = await client.get(
+            f"{API}/conversations", headers=reader, params={"cursor": cursor}
+        )
+        assert response.status_code == 422, raw
+        assert response.json()["error"]["code"] == "invalid_request"
+
+
+async def test_detail_reads_a_long_conversation_a_page_at_a_time(
+    client: httpx.AsyncClient, services: Services, site: SiteInfo
+) -> None:
+    visitor = await start_visitor(client, site.id)
+    conversation_id = await visitor.conversation()
+    async with services.db.session_scope() as session:
+        for i in range(7):
+            await do_create_message(
+                session, conversation_id=conversation_id, role="visitor", text=f"line {i}"
+            )
+    reader = await key(services, "read")
+    url = f"{API}/conversations/{conversation_id}"
+    whole = (await client.get(url, headers=reader)).json()
+    assert [m["seq"] for m in whole["messages"]] == list(range(1, 8))
+    assert whole["has_more_messages"] is False and whole["last_seq"] == 7
+    seen, after = [], 0
+    while True:
+        page = (
+            await client.get(url, headers=reader, params={"after_seq": after, "limit": 3})
+        ).json()
+        seen.append([m["seq"] for m in page["messages"]])
+        if not page["has_more_messages"]:
+            break
+        after = page["messages"][-1]["seq"]
+    assert seen == [[1, 2, 3], [4, 5, 6], [7]]
+    for bad in ({"limit": 0}, {"limit": 1001}, {"after_seq": -1}, {"after_seq": 2**31}):
+        response = await client.get(url, headers=reader, params=bad)
+        assert response.status_code == 422, bad

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
-from sqlalchemy import and_, or_, select, tuple_
+from sqlalchemy import select, tuple_
 
 from frontdesk.actions.inbox import do_close, do_hand_back, do_operator_reply, do_take_over
 from frontdesk.actions.messages import check_client_id, check_message_text
@@ -18,6 +18,7 @@ from frontdesk.api.deps import ServicesDep
 from frontdesk.api.v1.deps import Reader, Writer
 from frontdesk.errors import invalid_request, not_found
 from frontdesk.models import Conversation, Message, message_public
+from frontdesk.queries.conversations import conversation_list_query, list_messages
 from frontdesk.security.principals import Principal
 from frontdesk.services import Services
 
@@ -55,6 +56,9 @@ class ConversationPage(BaseModel):
 
 class ConversationDetail(ConversationOut):
     messages: list[dict[str, Any]]
+    has_more_messages: bool = Field(
+        description="More messages follow: ask again with `after_seq` = the last one's `seq`."
+    )
 
 
 class Reply(BaseModel):
@@ -85,9 +89,12 @@ def _encode_cursor(row: Conversation) -> str:
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         at, _, conversation_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(at), conversation_id
+        moment = datetime.fromisoformat(at)
     except (ValueError, UnicodeDecodeError) as exc:
         raise invalid_request("cursor is invalid.") from exc
+    if moment.tzinfo is None or not conversation_id:
+        raise invalid_request("cursor is invalid.")
+    return moment, conversation_id
 
 
 @router.get("", response_model=ConversationPage, summary="List conversations")
@@ -104,39 +111,16 @@ async def list_conversations(
     """Newest first; `cursor` comes from the previous page's `next_cursor`. `q` finds the
     conversations with a message containing it (case-insensitive), or with that exact
     conversation or visitor id."""
-    stmt = (
-        select(Conversation)
-        .order_by(Conversation.created_at.desc(), Conversation.id.desc())
-        .limit(limit + 1)
-    )
-    site = principal.site_id or site_id
     if site_id and principal.site_id and site_id != principal.site_id:
         return ConversationPage(conversations=[], next_cursor=None)
-    if site:
-        stmt = stmt.where(Conversation.site_id == site)
-    if status:
-        stmt = stmt.where(Conversation.status == status)
-    if handler:
-        stmt = stmt.where(Conversation.handler == handler)
-    if q:
-        containing = select(Message.conversation_id).where(
-            Message.text.icontains(q, autoescape=True)
-        )
-        stmt = stmt.where(
-            or_(
-                Conversation.id == q,
-                Conversation.visitor_id == q,
-                Conversation.id.in_(containing),
-            )
-        )
-    if cursor:
-        at, conversation_id = _decode_cursor(cursor)
-        stmt = stmt.where(
-            or_(
-                Conversation.created_at < at,
-                and_(Conversation.created_at == at, Conversation.id < conversation_id),
-            )
-        )
+    stmt = conversation_list_query(
+        site_id=principal.site_id or site_id,
+        status=status,
+        handler=handler,
+        q=q,
+        after=_decode_cursor(cursor) if cursor else None,
+        limit=limit,
+    )
     async with services.db.read_scope() as session:
         rows = list((await session.execute(stmt)).scalars())
         more = len(rows) > limit
@@ -176,17 +160,21 @@ async def _load(session: Any, principal: Principal, conversation_id: str) -> Con
 
 @router.get("/{conversation_id}", response_model=ConversationDetail, summary="One conversation")
 async def conversation_detail(
-    conversation_id: str, principal: Reader, services: ServicesDep
+    conversation_id: str,
+    principal: Reader,
+    services: ServicesDep,
+    after_seq: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> ConversationDetail:
+    """The conversation and its messages in `seq` order: at most `limit` of them after
+    `after_seq`, so that a conversation of thousands of messages is read a page at a time."""
     async with services.db.read_scope() as session:
         row = await _load(session, principal, conversation_id)
-        messages = (
-            await session.execute(
-                select(Message).where(Message.conversation_id == row.id).order_by(Message.seq)
-            )
-        ).scalars()
+        messages, more = await list_messages(session, row.id, after_seq=after_seq, limit=limit)
         shown = [message_public(m) for m in messages]
-    return ConversationDetail(**conversation_out(row).model_dump(), messages=shown)
+    return ConversationDetail(
+        **conversation_out(row).model_dump(), messages=shown, has_more_messages=more
+    )
 
 
 async def _act(

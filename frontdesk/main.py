@@ -40,6 +40,7 @@ from frontdesk.config import Settings, load_settings
 from frontdesk.demo_site import ensure_demo_site
 from frontdesk.errors import install_error_handlers
 from frontdesk.observability.context import RequestContext
+from frontdesk.observability.metrics import process_stopped
 from frontdesk.observability.metrics_middleware import RequestMetrics
 from frontdesk.observability.sentry import init_sentry
 from frontdesk.observability.server_errors import record_server_error
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await services.close()
+            process_stopped()
 
     app = FastAPI(
         title="FrontDesk",

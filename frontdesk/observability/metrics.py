@@ -11,8 +11,9 @@ With `PROMETHEUS_MULTIPROC_DIR` set, prometheus-client keeps each process's valu
 files in that directory and `exposition` merges the files of every process (several `frontdesk
 serve` processes on one host, a separate `frontdesk worker`), so any process answers for all of
 them. Without it, values live in this process's default registry. A process's live gauges
-(open connections, circuit states, build info) are removed when it exits, or, when it was killed,
-by the next process that starts or serves a scrape.
+(open connections, circuit states, build info) are removed when it stops serving, or, when it was
+killed, by the next process that starts or serves a scrape; its counters stay, so totals never go
+back.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ from prometheus_client.registry import Collector
 from frontdesk import __version__
 
 MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-MULTIPROCESS = MULTIPROC_DIR is not None
 _LIVE_FILE = re.compile(r"^gauge_live[a-z]+_(\d+)\.db$")
 
 
@@ -64,16 +64,25 @@ def sweep_dead_processes() -> None:
             mark_process_dead(int(match.group(1)), MULTIPROC_DIR)  # type: ignore[no-untyped-call]
 
 
+def process_stopped() -> None:
+    """This process serves no more: its live gauges stop counting now. (uvicorn ends a process
+    by re-raising SIGTERM after shutdown, so `atexit` alone would not run.)"""
+    if MULTIPROC_DIR is not None:
+        mark_process_dead(os.getpid(), MULTIPROC_DIR)  # type: ignore[no-untyped-call]
+
+
 if MULTIPROC_DIR is not None:
     if not MULTIPROC_DIR:
         raise RuntimeError("PROMETHEUS_MULTIPROC_DIR is set but empty; name a directory.")
     # prometheus-client opens its files when the first metric below is created.
     os.makedirs(MULTIPROC_DIR, exist_ok=True)
+    # Live gauges under this pid are a dead process's whose pid was reused: none are ours yet.
+    process_stopped()
     sweep_dead_processes()
-    atexit.register(mark_process_dead, os.getpid(), MULTIPROC_DIR)
+    atexit.register(process_stopped)  # `frontdesk worker` and other plain exits
 
 # `_created` samples would double the series count for a timestamp Prometheus does not use.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 ANSWER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)

@@ -4,28 +4,67 @@ A plain ASGI class, outermost in the stack, so that it sees every response, incl
 other middleware answer themselves (body limit, repeated query, CORS preflight). The route label
 is the template of the route the router matched (`/api/v1/sites/{site_id}`), read from the scope
 after the app ran; requests answered before routing, or by no route, are `unmatched`. The raw
-path never becomes a label. Per request it adds two clock reads, one wrapped `send` and two
-metric updates; per WebSocket frame, one counter increment.
+path never becomes a label. Per request it adds two clock reads, one wrapped `send`, a dict
+lookup and two metric updates; per WebSocket frame, one counter increment.
+
+Since FastAPI 0.137 the route in the scope of an included router carries its path without the
+router's prefix (`/{conversation_id}/messages`), so templates come from FastAPI's own flattened
+view of the app (`iter_route_contexts`), mapped once per route object. (Older FastAPI versions,
+without it, put the full template in the scope.)
 """
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
+import fastapi.routing
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from frontdesk.observability import metrics
 
+_ITER_ROUTE_CONTEXTS: Any = getattr(fastapi.routing, "iter_route_contexts", None)
+_ROUTE_CONTEXT: Any = getattr(fastapi.routing, "RouteContext", None)
 
-def route_template(scope: Scope) -> str:
-    route = scope.get("route")
-    template = getattr(route, "path_format", None) if route is not None else None
-    return template if isinstance(template, str) else metrics.UNMATCHED
+
+def _path_format(route: Any) -> str:
+    template = getattr(route, "path_format", None)
+    return template if isinstance(template, str) and template else metrics.UNMATCHED
+
+
+class RouteTemplates:
+    """The full template of the route a request matched."""
+
+    def __init__(self) -> None:
+        # id → (route, template): the route is kept, so its id cannot be reused meanwhile.
+        self._known: dict[int, tuple[Any, str]] = {}
+
+    def _learn(self, app: Any) -> None:
+        if _ITER_ROUTE_CONTEXTS is None:
+            return
+        for context in _ITER_ROUTE_CONTEXTS(app.routes):
+            route = context.original_route
+            self._known[id(route)] = (route, context.path_format or _path_format(route))
+
+    def __call__(self, scope: Scope) -> str:
+        route = scope.get("route")
+        if route is None:
+            return metrics.UNMATCHED
+        if _ROUTE_CONTEXT is not None and isinstance(route, _ROUTE_CONTEXT):
+            return route.path_format or metrics.UNMATCHED
+        known = self._known.get(id(route))
+        if known is None:
+            self._learn(scope["app"])  # first request, or a route added since
+            known = self._known.get(id(route))
+            if known is None:  # not part of the app's tree: take what it says
+                known = self._known[id(route)] = (route, _path_format(route))
+        return known[1]
 
 
 class RequestMetrics:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self.route_template = RouteTemplates()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -56,7 +95,7 @@ class RequestMetrics:
         finally:
             # status 0: cancelled before any response (shutdown, client gone); nothing to count.
             if status:
-                route = route_template(scope)
+                route = self.route_template(scope)
                 metrics.observe_http(route, scope["method"], status, time.perf_counter() - started)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -67,7 +106,7 @@ class RequestMetrics:
         def endpoint() -> metrics.WebSocketMetrics:
             nonlocal found
             if found is None:
-                found = metrics.websocket_metrics(route_template(scope))
+                found = metrics.websocket_metrics(self.route_template(scope))
             return found
 
         async def counting_receive() -> Message:

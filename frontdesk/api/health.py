@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from frontdesk.api.deps import ServicesDep
 from frontdesk.migrate import current_revision, head_revision
+from frontdesk.services import Services
 
 router = APIRouter(tags=["health"])
 
@@ -23,8 +24,8 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready", summary="Readiness")
-async def ready(services: ServicesDep) -> JSONResponse:
+async def readiness_checks(services: Services) -> dict[str, Any]:
+    """Each check's result (`{"ok": bool, …}`); `/ready` and `/metrics` report the same."""
     checks: dict[str, Any] = {}
     try:
         revision = await current_revision(services.db)
@@ -36,6 +37,12 @@ async def ready(services: ServicesDep) -> JSONResponse:
     checks["broker"] = {"ok": services.broker.healthy}
     if services.settings.run_worker:
         checks["worker"] = {"ok": services.worker.alive, "processed": services.worker.processed}
+    return checks
+
+
+@router.get("/ready", summary="Readiness")
+async def ready(services: ServicesDep) -> JSONResponse:
+    checks = await readiness_checks(services)
     ok = all(check.get("ok") for check in checks.values())
     return JSONResponse(
         {"status": "ready" if ok else "unavailable", "checks": checks},

@@ -3,8 +3,8 @@
 Open when `FRONTDESK_METRICS_TOKEN` is unset (a scraper on loopback or a private network);
 otherwise it takes `Authorization: Bearer <token>`, compared in constant time, and answers 401
 `unauthorized` without it. Before the output is generated, the values that live in the database
-or in the shared breaker store (the job queue, the circuit states) are read once, so the scrape
-shows them as they are now rather than as some process last saw them.
+or in the shared breaker store (the job queue, the circuit states) and the `/ready` checks are
+read once, so the scrape shows them as they are now rather than as some process last saw them.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from fastapi.responses import Response
 from prometheus_client.registry import Collector
 
 from frontdesk.api.deps import ServicesDep
+from frontdesk.api.health import readiness_checks
 from frontdesk.errors import unauthorized
 from frontdesk.observability import metrics
 from frontdesk.queries.job_queue import job_queue_summary
@@ -52,7 +53,10 @@ async def prometheus_metrics(request: Request, services: ServicesDep) -> Respons
             await services.responders.breaker(upstream).state()  # records what it reads
         except Exception:  # noqa: S112 - a store that is down leaves the last seen state
             continue
-    extra: list[Collector] = []
+    checks = await readiness_checks(services)
+    extra: list[Collector] = [
+        metrics.ReadinessCollector({name: bool(check.get("ok")) for name, check in checks.items()})
+    ]
     try:
         async with services.db.read_scope() as session:
             jobs = await job_queue_summary(

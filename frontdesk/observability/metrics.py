@@ -448,6 +448,23 @@ class JobQueueCollector:
         yield age
 
 
+class ReadinessCollector:
+    """The `/ready` checks of the process that answers the scrape, as 1 (passing) or 0."""
+
+    def __init__(self, checks: Mapping[str, bool]) -> None:
+        self.checks = dict(checks)
+
+    def collect(self) -> Iterator[Metric]:
+        ready = GaugeMetricFamily(
+            "frontdesk_ready",
+            "Readiness checks of the answering process (database, migrations, broker, worker).",
+            labels=["check"],
+        )
+        for check, ok in sorted(self.checks.items()):
+            ready.add_metric([check], 1.0 if ok else 0.0)
+        yield ready
+
+
 class _Scrape:
     def __init__(self, sources: list[Collector]) -> None:
         self.sources = sources

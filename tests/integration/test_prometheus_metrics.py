@@ -71,6 +71,7 @@ FAMILIES = {
     "frontdesk_build_info",
     "frontdesk_job_queue_jobs",
     "frontdesk_job_queue_oldest_age_seconds",
+    "frontdesk_ready",
 }
 
 
@@ -331,6 +332,9 @@ async def test_a_workload_moves_every_family_and_promtool_accepts_it(
     assert after.value("frontdesk_build_info", version=__version__) == 1
     kinds = after.labels("frontdesk_job_queue_jobs", "kind")
     assert "webhook.deliver" in kinds  # reported at zero even when the queue is empty
+    # The /ready checks (no worker check: this app runs none).
+    assert after.labels("frontdesk_ready", "check") == {"database", "migrations", "broker"}
+    assert after.value("frontdesk_ready") == 3
 
 
 async def test_job_queue_depth_and_age_are_read_at_scrape_time(

@@ -54,6 +54,7 @@ def do_capture_lead(
     conversation_id: str | None = None,
     referrer: str | None = None,
     utm: dict[str, str] | None = None,
+    dashboard_url: str | None = None,
 ) -> Lead:
     lead = Lead(
         id=new_id("lead"),
@@ -75,6 +76,12 @@ def do_capture_lead(
         "contact": contact,
         "offer": {"id": offer["id"], "title": offer["title"]} if offer else None,
         "conversation_ref": conversation_id,
+        # Where a person opens the conversation (CRMs link to it from the lead).
+        "conversation_url": (
+            f"{dashboard_url}/inbox/{conversation_id}"
+            if conversation_id and dashboard_url
+            else None
+        ),
         "referrer": lead.referrer,
         "utm": lead.utm,
     }

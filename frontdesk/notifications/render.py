@@ -47,7 +47,7 @@ def describe(event: EventRecord, public_url: str) -> Text:
     data = event.data or {}
     dashboard = f"{public_url}/dashboard"
     conversation = data.get("conversation_id") or data.get("conversation_ref")
-    link = f"{dashboard}/#/inbox/{conversation}" if isinstance(conversation, str) else None
+    link = f"{dashboard}/inbox/{conversation}" if isinstance(conversation, str) else None
     kind = event.type
     if kind == "lead.captured":
         offer = data.get("offer") or {}
@@ -64,18 +64,18 @@ def describe(event: EventRecord, public_url: str) -> Text:
     elif kind == "webhook.endpoint_disabled":
         title = "A webhook endpoint was disabled"
         body = f"Endpoint {data.get('endpoint_id')}: {data.get('reason') or 'failing too long'}."
-        link = f"{dashboard}/#/admin/webhooks"
+        link = f"{dashboard}/admin/webhooks"
     elif kind == "webhook.delivery_failed":
         title = "A webhook delivery failed for good"
         body = f"Endpoint {data.get('endpoint_id')}, event {data.get('event_type')}."
-        link = f"{dashboard}/#/admin/webhooks"
+        link = f"{dashboard}/admin/webhooks"
     elif kind == "responder.circuit_opened":
         title = "The assistant's responder is failing"
         body = f"Responder {data.get('responder')} failed repeatedly; the fallback answers for now."
     elif kind == "error.reported":
         title = "An error was reported"
         body = str(data.get("message") or data.get("kind") or "")
-        link = f"{dashboard}/#/errors"
+        link = f"{dashboard}/errors"
     else:
         title = kind.replace(".", " ").replace("_", " ").capitalize()
         body = ""

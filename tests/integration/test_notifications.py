@@ -212,7 +212,7 @@ async def test_in_app_notifications_arrive_live_with_unread_counts(
     lead_note = notes[-1]["notification"]
     assert lead_note["title"] == "New lead: Lee <b>, lead@buyer.example"  # plain text
     started = notes[0]["notification"]
-    assert started["link"] == f"{PUBLIC_URL}/dashboard/#/inbox/{conversation}"
+    assert started["link"] == f"{PUBLIC_URL}/dashboard/inbox/{conversation}"
 
     listed = (await dashboard.get(f"{API}/notifications", params={"unread": "true"})).json()
     assert listed["unread"] == 2 and [n["kind"] for n in listed["items"]] == [
@@ -408,5 +408,5 @@ async def test_a_disabled_webhook_endpoint_notifies_by_default(
     await settle(services)
     items = (await dashboard.get(f"{API}/notifications")).json()["items"]
     assert [i["title"] for i in items] == ["A webhook endpoint was disabled"]
-    assert items[0]["link"] == f"{PUBLIC_URL}/dashboard/#/admin/webhooks"
+    assert items[0]["link"] == f"{PUBLIC_URL}/dashboard/admin/webhooks"
     assert "failing for 5 days" in items[0]["body"]

@@ -142,6 +142,7 @@ async def _capture(
             conversation_id=body.conversation_id,
             referrer=body.referrer,
             utm=body.utm,
+            dashboard_url=f"{services.settings.public_url}/dashboard",
         )
 
 

@@ -14,9 +14,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The widget (web/ → frontdesk/web/static): `npm ci` when the lock file changes, the build when
-# any source changes; otherwise nothing (like the .venv stamp).
-WEB_SOURCES := $(shell find web -path web/node_modules -prune -o -type f \( -name '*.ts' -o -name '*.css' -o -name '*.mjs' -o -name '*.json' \) -print 2>/dev/null)
+# The widget and the dashboard (web/ → frontdesk/web/static): `npm ci` when the lock file
+# changes, the build when any source changes; otherwise nothing (like the .venv stamp).
+WEB_SOURCES := $(shell find web -path web/node_modules -prune -o -type f \( -name '*.ts' -o -name '*.css' -o -name '*.mjs' -o -name '*.json' -o -name '*.svelte' -o -name '*.js' -o -name '*.html' \) -print 2>/dev/null)
 NODE_STAMP := web/node_modules/.ci-stamp
 BUILD_STAMP := frontdesk/web/static/.build-stamp
 

@@ -84,11 +84,19 @@ async def summary(
     latency_stmt = _window(
         for_site(latency_stmt, Conversation.site_id), Message.created_at, since, until
     )
-    latencies = [
-        float(meta["latency_ms"])
+    timed = [
+        meta
         for (meta,) in (await session.execute(latency_stmt)).all()
         if meta and isinstance(meta.get("latency_ms"), int | float)
     ]
+    latencies = [float(meta["latency_ms"]) for meta in timed]
+    writers_stmt = for_site(
+        select(func.count(func.distinct(Conversation.visitor_id)))
+        .select_from(Message)
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .where(Message.role == "visitor"),
+        Conversation.site_id,
+    )
     deliveries: dict[str, int] = {"succeeded": 0, "failed": 0, "pending": 0}
     delivery_stmt: Any = (
         select(WebhookDelivery.status, func.count())
@@ -118,6 +126,8 @@ async def summary(
         "offer_views": await events("offer.viewed"),
         "quick_actions": by_item["quick_actions"],
         "offers": by_item["offers"],
+        "active_visitors": await count(writers_stmt, Message.created_at),
+        "cached_answers": sum(1 for meta in timed if meta.get("cached") is True),
     }
 
 

@@ -12,6 +12,8 @@ import httpx
 from sqlalchemy import select, update
 
 from frontdesk.actions.apikeys import do_create_api_key
+from frontdesk.actions.knowledge import do_add_document
+from frontdesk.knowledge.ingest import parse_document
 from frontdesk.models import Conversation, EventRecord, Lead, Message, Visitor, utcnow
 from frontdesk.services import Services
 from tests.conftest import SiteInfo, make_site, start_visitor
@@ -244,3 +246,44 @@ async def test_summary_counts_clicks_per_quick_action_and_offer(
     assert figures["quick_action_clicks"] == 4 and figures["offer_clicks"] == 1
     assert figures["offer_unlocks"] == 1
     assert before["quick_actions"] == {} and before["offers"] == {}
+
+
+async def test_summary_active_visitors_and_cached_answers(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    site = await make_site(services, options={"answer_cache": True})
+    document = parse_document(
+        "# Opening hours\n\nThe office opens at nine in the morning.",
+        content_type="text/markdown",
+        source="hours.md",
+        fallback_title="Hours",
+    )
+    async with services.db.session_scope() as session:
+        await do_add_document(session, site_id=site.id, document=document)
+    reader = await key(services, "read")
+    writers = []
+    for _ in range(3):
+        visitor = await start_visitor(client, site.id)
+        writers.append(visitor)
+    await start_visitor(client, site.id)  # a visitor who never writes
+    for visitor in writers[:2]:
+        conversation_id = await visitor.conversation()
+        for _ in range(2):  # the same question twice: the second answer can come from the cache
+            await visitor.send(conversation_id, "When does the office open?")
+            await services.turns.drain()
+    figures = (await client.get(f"{API}/metrics", headers=reader)).json()
+    assert figures["active_visitors"] == 2
+    assert figures["visitors"] == 4
+    async with services.db.read_scope() as session:
+        metas = list(
+            (await session.execute(select(Message.meta).where(Message.role == "assistant")))
+            .scalars()
+            .all()
+        )
+    cached = sum(1 for m in metas if m and m.get("cached") is True)
+    assert figures["answers"] == len(metas) == 4
+    assert figures["cached_answers"] == cached >= 1
+    later = (utcnow() + timedelta(seconds=1)).isoformat()
+    assert (await client.get(f"{API}/metrics", headers=reader, params={"since": later})).json()[
+        "active_visitors"
+    ] == 0

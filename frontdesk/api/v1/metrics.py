@@ -28,7 +28,10 @@ async def metrics(
     site_id: Annotated[str | None, Query(max_length=40)] = None,
 ) -> dict[str, Any]:
     """Conversations, messages, visitors, leads, errors, quick-action and offer clicks created in
-    `[since, until)`, answer latency p50/p95 (ms), and webhook deliveries by outcome."""
+    `[since, until)`, answer latency p50/p95 (ms), and webhook deliveries by outcome. Also:
+    `quick_actions` (clicks per action id), `offers` (views, clicks and unlocks per offer id),
+    `active_visitors` (visitors who sent a message in the window) and `cached_answers` (answers
+    served from the answer cache, out of `answers`)."""
     start, end = parse_time(since, "since"), parse_time(until, "until")
     site_id = _site_for(principal, site_id)
     async with services.db.read_scope() as session:

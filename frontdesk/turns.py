@@ -25,7 +25,6 @@ from frontdesk.models import Message, message_public
 from frontdesk.observability import metrics
 from frontdesk.observability.tracing import turn_span
 from frontdesk.queries.conversations import recent_messages
-from frontdesk.queries.knowledge import knowledge_version
 from frontdesk.queries.sites import SiteView
 from frontdesk.realtime.broker import Broker
 from frontdesk.responders.base import AnswerRequest, Delta, FinalAnswer, HistoryItem, ResponderError
@@ -207,6 +206,15 @@ class TurnRunner:
             do_record_circuit_opened(session, site_id=site_id, responder=responder)
 
     async def _answer(self, site: SiteView, visitor_id: str, turn: Turn) -> FinalAnswer:
+        # A knowledge-first site's answer does not depend on the conversation so far: look in
+        # the answer cache before reading the history (most FAQ turns end here).
+        knowledge_first = (site.responder or {}).get("kind", "knowledge") == "knowledge"
+        cache_key = self._cache_key(site, turn.visitor_message.text) if knowledge_first else None
+        if cache_key is not None:
+            cached = await self.cache.get(cache_key)
+            if cached is not None:
+                await self._emit_delta(turn, cached.text)
+                return cached
         async with self.db.read_scope() as session:
             history = await recent_messages(session, turn.conversation_id, HISTORY_WINDOW)
         earlier = [m for m in history if m.seq < turn.visitor_message.seq]
@@ -231,9 +239,10 @@ class TurnRunner:
         async def on_opened(responder: str) -> None:
             await self._record_opened(site.id, responder)
 
-        cache_key = await self._cache_key(site, request, earlier)
-        if cache_key is not None:
-            cached = await self.cache.get(cache_key)
+        if not knowledge_first and not any(m.role == "visitor" for m in earlier):
+            # Another responder's answer depends on the history: cached only for first questions.
+            cache_key = self._cache_key(site, request.question)
+            cached = await self.cache.get(cache_key) if cache_key is not None else None
             if cached is not None:
                 await self._emit_delta(turn, cached.text)
                 return cached
@@ -245,24 +254,18 @@ class TurnRunner:
             await self.cache.put(cache_key, final)
         return final
 
-    async def _cache_key(
-        self, site: SiteView, request: AnswerRequest, earlier: list[Message]
-    ) -> str | None:
-        """A cache key when the answer cannot depend on the conversation so far: the site's
-        first responder is the knowledge base, or this is the conversation's first question."""
+    def _cache_key(self, site: SiteView, question: str) -> str | None:
+        """The answer cache's key (None when the site turned the cache off). Callers use it only
+        when the answer cannot depend on the conversation so far: the site's first responder is
+        the knowledge base, or this is the conversation's first question."""
         if site.options.get("answer_cache") is False:
             return None
-        first_kind = (site.responder or {}).get("kind", "knowledge")
-        if first_kind != "knowledge" and any(m.role == "visitor" for m in earlier):
-            return None
-        async with self.db.read_scope() as session:
-            version = await knowledge_version(session, site.id)
         return self.cache.key(
             site_id=site.id,
             responder=site.responder,
-            knowledge=version,
+            knowledge=site.knowledge_version,
             locale=site.locale,
-            question=request.question,
+            question=question,
         )
 
     async def _emit_delta(self, turn: Turn, text: str) -> None:

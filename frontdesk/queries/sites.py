@@ -1,8 +1,9 @@
 """Reading sites, with a small per-process cache for the widget's hot path.
 
-Every widget request needs its site's origins; reading them from the database each time would
-double the cost of a request. Entries live for a few seconds, so a change made by another process
-takes effect within that time; a change made here is applied at once (`invalidate`).
+Every widget request needs its site's origins (and a chat turn its knowledge version); reading
+them from the database each time would double the cost of a request. Entries live for a few
+seconds, so a change made by another process takes effect within that time even if its broker
+message is lost; a change made here is applied at once (`invalidate`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from frontdesk.db import Database
 from frontdesk.errors import AppError
 from frontdesk.models import Site
+from frontdesk.queries.knowledge import knowledge_version
 from frontdesk.security.origins import normalise_origin, origin_allowed
 
 
@@ -39,9 +41,13 @@ class SiteView:
     appearance: dict[str, Any]
     limits: dict[str, Any]
     secret_encrypted: str = field(repr=False)
+    # The knowledge base's version when this snapshot was read: part of the answer cache's key,
+    # so a cached answer is never served after a document changed (a `knowledge.*` event drops
+    # the snapshot in every process, through the broker's `config` channel).
+    knowledge_version: str = "0"
 
     @classmethod
-    def of(cls, site: Site) -> SiteView:
+    def of(cls, site: Site, knowledge_version: str = "0") -> SiteView:
         return cls(
             id=site.id,
             name=site.name,
@@ -53,6 +59,7 @@ class SiteView:
             appearance=dict(site.appearance),
             limits=dict(site.limits),
             secret_encrypted=site.secret_encrypted,
+            knowledge_version=knowledge_version,
         )
 
 
@@ -75,7 +82,8 @@ class SiteDirectory:
         if entry is not None and entry[0] > now:
             return entry[1]
         async with self.db.read_scope() as session:
-            view = SiteView.of(await get_site(session, site_id))
+            site = await get_site(session, site_id)
+            view = SiteView.of(site, await knowledge_version(session, site_id))
         self._entries[site_id] = (now + self.ttl_s, view)
         return view
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, or_, select, tuple_
+from sqlalchemy import Select, and_, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from frontdesk.errors import not_found
 from frontdesk.models import Conversation, Message
@@ -15,11 +16,14 @@ from frontdesk.security.tokens import VisitorClaims
 
 
 async def access_conversation(
-    session: AsyncSession, visitor: VisitorClaims, conversation_id: str
+    session: AsyncSession, visitor: VisitorClaims, conversation_id: str, *, lock: bool = False
 ) -> Conversation:
-    """The visitor's own conversation, or `not_found` (never revealing that it exists)."""
+    """The visitor's own conversation, or `not_found` (never revealing that it exists). With
+    `lock`, the row is locked for this transaction (a message is about to be added)."""
     conversation = (
-        await session.get(Conversation, conversation_id) if len(conversation_id) <= 40 else None
+        await session.get(Conversation, conversation_id, with_for_update=lock)
+        if len(conversation_id) <= 40
+        else None
     )
     if (
         conversation is None
@@ -44,6 +48,9 @@ async def list_visitor_conversations(
     return list((await session.execute(stmt)).scalars())
 
 
+PREVIEW_CHARS = 200
+
+
 def conversation_list_query(
     *,
     site_id: str | None = None,
@@ -60,9 +67,25 @@ def conversation_list_query(
     or repeated across pages. Unfiltered, by site, by status, or by both, the order and the
     keyset are a range scan of one index of migration 0010 that stops after the page (ADR 0019);
     `handler` and `q` filter that scan.
+
+    Each row has the conversation's columns and its last message's (`last_role`, `last_text` cut
+    to `PREVIEW_CHARS`, `last_created_at`; None when there is none): the message whose `seq` is
+    the conversation's `last_seq`, one lookup in the unique `(conversation_id, seq)` index per row,
+    in the same query.
     """
+    last = aliased(Message, name="last_message")
     stmt = (
-        select(Conversation)
+        select(
+            *Conversation.__table__.columns,
+            last.role.label("last_role"),
+            func.substr(last.text, 1, PREVIEW_CHARS).label("last_text"),
+            last.created_at.label("last_created_at"),
+        )
+        .select_from(Conversation)
+        .outerjoin(
+            last,
+            and_(last.conversation_id == Conversation.id, last.seq == Conversation.last_seq),
+        )
         .order_by(Conversation.created_at.desc(), Conversation.id.desc())
         .limit(limit + 1)
     )

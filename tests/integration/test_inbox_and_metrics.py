@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from frontdesk.actions.apikeys import do_create_api_key
 from frontdesk.actions.conversations import do_start_conversation
@@ -338,3 +338,45 @@ async def test_detail_reads_a_long_conversation_a_page_at_a_time(
     for bad in ({"limit": 0}, {"limit": 1001}, {"after_seq": -1}, {"after_seq": 2**31}):
         response = await client.get(url, headers=reader, params=bad)
         assert response.status_code == 422, bad
+
+
+async def test_a_list_page_costs_the_same_queries_whatever_its_size(
+    client: httpx.AsyncClient, services: Services, site: SiteInfo
+) -> None:
+    """No query per row: each conversation's last message comes in the page's own query."""
+    visitor = await start_visitor(client, site.id)
+    async with services.db.session_scope() as session:
+        for i in range(12):
+            conversation = await do_start_conversation(
+                session, site_id=site.id, visitor_id=visitor.id
+            )
+            await session.flush()
+            if i % 3:
+                await do_create_message(
+                    session, conversation_id=conversation.id, role="visitor", text=f"hello {i}"
+                )
+    reader = await key(services, "read")
+    await client.get(f"{API}/conversations", headers=reader)  # the key's first use is recorded
+    statements: list[str] = []
+
+    def record(*args: Any) -> None:
+        statement = str(args[2])
+        # Background tasks (webhook fan-out, notifications) query other tables meanwhile.
+        if "conversations" in statement or "messages" in statement:
+            statements.append(statement)
+
+    engines = {services.db.reader.sync_engine, services.db.writer.sync_engine}
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
+    try:
+        counts = {}
+        for limit in (2, 12):
+            statements.clear()
+            page = await client.get(f"{API}/conversations", headers=reader, params={"limit": limit})
+            assert len(page.json()["conversations"]) == limit
+            assert sum(1 for c in page.json()["conversations"] if c["last_message"]) > 0
+            counts[limit] = len(statements)
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)
+    assert counts[2] == counts[12] == 1, statements

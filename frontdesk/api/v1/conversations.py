@@ -10,14 +10,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
-from sqlalchemy import select, tuple_
 
 from frontdesk.actions.inbox import do_close, do_hand_back, do_operator_reply, do_take_over
 from frontdesk.actions.messages import check_client_id, check_message_text
 from frontdesk.api.deps import ServicesDep
 from frontdesk.api.v1.deps import Reader, Writer
 from frontdesk.errors import invalid_request, not_found
-from frontdesk.models import Conversation, Message, message_public
+from frontdesk.models import Conversation, message_public
 from frontdesk.queries.conversations import conversation_list_query, list_messages
 from frontdesk.security.principals import Principal
 from frontdesk.services import Services
@@ -67,22 +66,40 @@ class Reply(BaseModel):
     client_id: StrictStr = Field(min_length=1, max_length=64)
 
 
+def _fields(row: Any) -> dict[str, Any]:
+    """`ConversationOut`'s fields from a `Conversation` or a list row (same attribute names)."""
+    return {
+        "id": row.id,
+        "site_id": row.site_id,
+        "visitor_id": row.visitor_id,
+        "status": row.status,
+        "channel": row.channel,
+        "handler": row.handler,
+        "assigned_operator_id": row.assigned_operator_id,
+        "last_seq": row.last_seq,
+        "created_at": row.created_at.isoformat(),
+        "last_message_at": row.last_message_at.isoformat() if row.last_message_at else None,
+    }
+
+
 def conversation_out(row: Conversation) -> ConversationOut:
-    return ConversationOut(
-        id=row.id,
-        site_id=row.site_id,
-        visitor_id=row.visitor_id,
-        status=row.status,
-        channel=row.channel,
-        handler=row.handler,
-        assigned_operator_id=row.assigned_operator_id,
-        last_seq=row.last_seq,
-        created_at=row.created_at.isoformat(),
-        last_message_at=row.last_message_at.isoformat() if row.last_message_at else None,
-    )
+    return ConversationOut(**_fields(row))
 
 
-def _encode_cursor(row: Conversation) -> str:
+def _item(row: Any) -> ConversationItem:
+    """A row of `conversation_list_query`: the conversation and its last message."""
+    last = None
+    if row.last_role is not None:
+        last = MessagePreview(
+            seq=row.last_seq,
+            role=row.last_role,
+            text=row.last_text,
+            created_at=row.last_created_at.isoformat(),
+        )
+    return ConversationItem(**_fields(row), last_message=last)
+
+
+def _encode_cursor(row: Any) -> str:
     return base64.urlsafe_b64encode(f"{row.created_at.isoformat()}|{row.id}".encode()).decode()
 
 
@@ -122,32 +139,13 @@ async def list_conversations(
         limit=limit,
     )
     async with services.db.read_scope() as session:
-        rows = list((await session.execute(stmt)).scalars())
-        more = len(rows) > limit
-        rows = rows[:limit]
-        last = await _last_messages(session, rows)
+        rows = list((await session.execute(stmt)).all())
+    more = len(rows) > limit
+    rows = rows[:limit]
     return ConversationPage(
-        conversations=[
-            ConversationItem(**conversation_out(r).model_dump(), last_message=last.get(r.id))
-            for r in rows
-        ],
+        conversations=[_item(r) for r in rows],
         next_cursor=_encode_cursor(rows[-1]) if more and rows else None,
     )
-
-
-async def _last_messages(session: Any, rows: list[Conversation]) -> dict[str, MessagePreview]:
-    pairs = [(r.id, r.last_seq) for r in rows if r.last_seq > 0]
-    if not pairs:
-        return {}
-    found = await session.execute(
-        select(Message).where(tuple_(Message.conversation_id, Message.seq).in_(pairs))
-    )
-    return {
-        m.conversation_id: MessagePreview(
-            seq=m.seq, role=m.role, text=m.text[:200], created_at=m.created_at.isoformat()
-        )
-        for m in found.scalars()
-    }
 
 
 async def _load(session: Any, principal: Principal, conversation_id: str) -> Conversation:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The standard chat-turn scenarios (`make bench`). Each run starts its own `frontdesk serve --demo`,
-# is bounded by --timeout-s (load) and by `timeout` (whole run), and writes
-# bench/results/chat_turn-<db>-<visitors>v-<think>ms.json. Extra arguments go to every run
+# The standard chat-turn scenarios (`make bench`), then the conversations API. Each chat-turn run
+# starts its own `frontdesk serve --demo`, is bounded by --timeout-s (load) and by `timeout` (whole
+# run), and writes bench/results/chat_turn-<db>-<visitors>v-<think>ms.json. Extra arguments go to every run
 # (e.g. `bench/run_all.sh --no-pin`). PostgreSQL: FD_BENCH_DATABASE_URL (the bench creates and
 # drops a database named fd_bench on that server); the scenario is skipped if it is not reachable.
 set -uo pipefail
@@ -48,6 +48,21 @@ if pg_reachable 2>/dev/null; then
 else
     echo "== postgres, 100 visitors, think 1000 ms: skipped (PostgreSQL not reachable at ${PG_URL})"
     skipped+=("postgres")
+fi
+
+# The conversations API at 100k conversations and 1M messages (bench/conversations_api.py): seeds
+# the database frontdesk_bench_conv on the same server by COPY, measures, drops it.
+CONV_URL="$("${PY}" -c 'import sys; from urllib.parse import urlsplit, urlunsplit; u = urlsplit(sys.argv[1]); print(urlunsplit(u._replace(path="/frontdesk_bench_conv")))' "${PG_URL}")"
+if pg_reachable 2>/dev/null; then
+    echo "== conversations API, postgres, 100k conversations, 1M messages"
+    if ! timeout --foreground --signal=TERM --kill-after=30 1800 \
+        "${PY}" -m bench.conversations_api --database-url "${CONV_URL}"; then
+        failed+=("conversations API")
+    fi
+    echo
+else
+    echo "== conversations API: skipped (PostgreSQL not reachable at ${PG_URL})"
+    skipped+=("conversations API")
 fi
 
 if ((${#skipped[@]})); then

@@ -38,6 +38,8 @@ export function describe(event: LiveEvent): string {
       return "Webhook delivered";
     case "responder.failed":
       return "Responder failed";
+    case "widget.event":
+      return `Widget: ${String(data.name ?? "event")}`;
     case "site.updated":
       return `Site changed: ${((data.fields as string[]) || []).join(", ")}`;
     default:

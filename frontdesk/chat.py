@@ -42,9 +42,10 @@ async def accept_visitor_message(
     clean_id = check_client_id(client_id)
     await enforce_message_limits(services, site, visitor.visitor_id, ip)
     async with services.db.session_scope() as session:
-        await access_conversation(session, visitor, conversation_id)
+        conversation = await access_conversation(session, visitor, conversation_id, lock=True)
         stored = await do_create_message(
             session,
+            locked=conversation,
             conversation_id=conversation_id,
             role="visitor",
             text=clean_text,

@@ -60,9 +60,14 @@ async def do_create_message(
     citations: list[dict[str, Any]] | None = None,
     meta: dict[str, Any] | None = None,
     message_id: str | None = None,
+    locked: Conversation | None = None,
 ) -> StoredMessage:
-    locked = select(Conversation).where(Conversation.id == conversation_id).with_for_update()
-    conversation = (await session.execute(locked)).scalar_one_or_none()
+    """`locked`: the conversation, already loaded and locked in this transaction (saves reading
+    it again)."""
+    conversation = locked
+    if conversation is None or conversation.id != conversation_id:
+        stmt = select(Conversation).where(Conversation.id == conversation_id).with_for_update()
+        conversation = (await session.execute(stmt)).scalar_one_or_none()
     if conversation is None:
         raise not_found("The conversation does not exist.")
     if client_id is not None:

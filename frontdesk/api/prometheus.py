@@ -42,7 +42,12 @@ def check_token(request: Request, services: Services) -> None:
     "/metrics",
     summary="Prometheus metrics",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    responses={
+        200: {
+            "description": "The metrics, in the Prometheus text format.",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
 )
 async def prometheus_metrics(request: Request, services: ServicesDep) -> Response:
     """Every FrontDesk metric in the Prometheus text format (version 0.0.4). Needs

@@ -337,6 +337,34 @@ def test_admin_change_reaches_the_widget_without_a_restart(
     no_csp_violations(page)
 
 
+def test_notification_bell_counts_live(desk: Env, operator: str, dashboard: Any) -> None:
+    """A captured lead notifies operators by default: the bell's count rises live, the panel lists
+    it, and marking everything read clears the count (also after a reload)."""
+    server, _, _ = desk
+    page: Page = dashboard.new_page()
+    sign_in(page, server, operator)
+    bell = page.get_by_test_id("bell")
+    expect(bell).to_have_attribute("aria-label", re.compile(r"^Notifications, \d+ unread$"))
+    unread = int(re.findall(r"\d+", bell.get_attribute("aria-label") or "")[0])
+
+    visitor = widget_post(server, "/sessions", site_id=server.sites.main)
+    email = f"lead-{secrets.token_hex(3)}@shop.example"
+    widget_post(server, "/leads", visitor["access_token"], email=email, name="Ann")
+    expect(bell).to_have_attribute(
+        "aria-label", f"Notifications, {unread + 1} unread", timeout=15000
+    )
+    expect(page.get_by_test_id("bell-count")).to_have_text(str(unread + 1))
+    bell.click()
+    item = page.get_by_test_id("notification-item").filter(has_text=email)
+    expect(item).to_contain_text("New lead")
+    shot(page, "notification-bell")
+    page.get_by_test_id("notifications-read-all").click()
+    expect(page.get_by_test_id("bell-count")).to_have_count(0)
+    page.reload()
+    expect(page.get_by_test_id("bell")).to_have_attribute("aria-label", "Notifications, 0 unread")
+    no_csp_violations(page)
+
+
 PAGES = [
     ("overview", "/", "tiles"),
     ("inbox", "/inbox", "inbox-list"),

@@ -45,7 +45,8 @@ export function followNotifications(): () => void {
       const note = frame.notification as Notification;
       if (notifications.items.some((n) => n.id === note.id)) return;
       notifications.items = [note, ...notifications.items].slice(0, 50);
-      if (!note.read) notifications.unread += 1;
+      if (typeof frame.unread === "number") notifications.unread = frame.unread;
+      else if (!note.read) notifications.unread += 1;
       notifications.available = true;
     } else if (frame.type === "notifications_read") {
       if (typeof frame.unread === "number") notifications.unread = frame.unread;

@@ -20,7 +20,7 @@ from frontdesk.observability.context import request_id_var
 
 log = logging.getLogger(__name__)
 
-ServerErrorHook = Callable[[Request, Exception], Awaitable[object]]
+ServerErrorHook = Callable[[Request, Exception], Awaitable[str | None]]
 
 
 class AppError(Exception):
@@ -90,7 +90,8 @@ def error_response(error: AppError) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI, on_server_error: ServerErrorHook | None = None) -> None:
     """Register the handlers that give every error the contract's shape; `on_server_error` is
-    told of every unhandled exception (it records the error group)."""
+    told of every unhandled exception first (it records the error group and returns its id,
+    which the log line then names)."""
 
     async def on_app_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, AppError)
@@ -123,12 +124,14 @@ def install_error_handlers(app: FastAPI, on_server_error: ServerErrorHook | None
         request_id = getattr(request.state, "request_id", None)
         token = request_id_var.set(request_id)
         try:
-            log.exception("unhandled error", exc_info=exc)
+            group_id = None
             if on_server_error is not None:
                 try:
-                    await on_server_error(request, exc)
+                    group_id = await on_server_error(request, exc)
                 except Exception:
                     log.warning("reporting a server error failed", exc_info=True)
+            extra = {"error_group_id": group_id} if group_id else {}
+            log.exception("unhandled error", exc_info=exc, extra=extra)
         finally:
             request_id_var.reset(token)
         return JSONResponse(

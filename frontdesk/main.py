@@ -85,8 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.services = services
 
-    async def on_server_error(request: Request, exc: Exception) -> None:
-        await record_server_error(services, request, exc)
+    async def on_server_error(request: Request, exc: Exception) -> str | None:
+        return await record_server_error(services, request, exc)
 
     install_error_handlers(app, on_server_error)
     install_openapi(app)

@@ -8,6 +8,11 @@ no-op. On, spans are batched to the OTLP/HTTP exporter, which reads the standard
 variables (endpoint, headers, timeout, compression); the service is `frontdesk` unless
 `OTEL_SERVICE_NAME` says otherwise.
 
+A trace starts at something we can name: a request, or a span of our own. A SQL statement or an
+outgoing call with no parent is background work (the job worker polling its queue) and is
+not sampled; without that rule an idle process sends a trace every second. Setting the standard
+`OTEL_TRACES_SAMPLER` replaces this rule with the one it names.
+
 The tracer provider and the httpx and SQLAlchemy instrumentation are process-wide (that is how
 OpenTelemetry works); `install_tracing` is called once per app and `uninstall_tracing` undoes it
 (tests build many apps in one process). Health probes and Prometheus scrapes are not traced: they
@@ -19,12 +24,19 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.sdk.trace.sampling import (
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+)
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.util.types import Attributes
 
 from frontdesk import __version__
 from frontdesk.config import Settings
@@ -41,6 +53,31 @@ EXCLUDED_URLS = r"//[^/]+/(health|ready|metrics)(\?|$)"
 
 _process_provider: TracerProvider | None = None
 _tracer: Tracer | None = None
+
+
+class _NamedRoots(Sampler):
+    """The root sampler: every root span except a bare client span (SQL, outgoing HTTP)."""
+
+    def should_sample(
+        self,
+        parent_context: Any,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: Any = None,
+    ) -> SamplingResult:
+        if kind is SpanKind.CLIENT:
+            return SamplingResult(Decision.DROP)
+        return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
+
+    def get_description(self) -> str:
+        return "NamedRoots"
+
+
+def default_sampler() -> Sampler:
+    return ParentBased(root=_NamedRoots())
 
 
 def tracing_enabled(settings: Settings) -> bool:
@@ -65,7 +102,9 @@ def process_tracer_provider() -> TracerProvider:
                 SERVICE_VERSION: __version__,
             }
         )
-        provider = TracerProvider(resource=resource)
+        # The SDK reads OTEL_TRACES_SAMPLER itself when given no sampler.
+        sampler = None if os.environ.get("OTEL_TRACES_SAMPLER") else default_sampler()
+        provider = TracerProvider(resource=resource, sampler=sampler)
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         trace.set_tracer_provider(provider)
         _process_provider = provider
@@ -96,7 +135,11 @@ def install_tracing(
     engines = {id(e): e.sync_engine for e in (db.writer, db.reader)}
     sqlalchemy = SQLAlchemyInstrumentor()
     if not sqlalchemy.is_instrumented_by_opentelemetry:
-        sqlalchemy.instrument(engines=list(engines.values()), tracer_provider=provider)
+        # Its declared range stops at SQLAlchemy 2.0; the event hooks it uses are unchanged in
+        # 2.1 (which we run), as the tracing tests check.
+        sqlalchemy.instrument(
+            engines=list(engines.values()), tracer_provider=provider, skip_dep_check=True
+        )
     httpx = HTTPXClientInstrumentor()
     if not httpx.is_instrumented_by_opentelemetry:
         httpx.instrument(tracer_provider=provider)

@@ -192,56 +192,123 @@ def site_create(
 @kb_app.command("add")
 def kb_add(
     site: Annotated[str, typer.Option(help="Site id.")],
-    paths: Annotated[list[Path], typer.Argument(help="Files or folders (.md, .txt, .html).")],
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders (.md, .txt, .html, .pdf).")],
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Add documents to a site's knowledge base (re-adding a file re-indexes it)."""
-    from rich.progress import Progress
+    """Add documents to a site's knowledge base (re-adding a changed file re-indexes it).
 
-    from frontdesk.knowledge.ingest import CONTENT_TYPES, UnsupportedDocument, read_document
+    Each file is ingested as an upload through the API is, by the same job, run here: a progress
+    bar per file, then a summary. Exits 1 when a file failed."""
+    from frontdesk.knowledge.local_files import collect_files
 
-    # Each file is known by its path under the folder given (`docs/guide/index.md`), so two
-    # files with the same name in different folders stay two documents.
-    files: list[tuple[Path, str]] = []
-    for path in paths:
-        if path.is_dir():
-            for found in sorted(path.rglob("*")):
-                if found.suffix.lower() in CONTENT_TYPES:
-                    files.append((found, (Path(path.name) / found.relative_to(path)).as_posix()))
-        elif path.exists():
-            files.append((path, path.as_posix()))
+    try:
+        files = collect_files(paths)
+    except FileNotFoundError as exc:
+        console.print(f"[red]error[/red] not_found: {exc}")
+        raise typer.Exit(2) from exc
+    results = _run(lambda settings: _ingest_files(settings, site, files, show=not as_json))
+    if as_json:
+        sys.stdout.write(json.dumps(_kb_report(site, results)) + "\n")
+    else:
+        _print_kb_summary(results)
+    if any(r.status not in ("done", "duplicate") for r in results):
+        raise typer.Exit(1)
+
+
+async def _ingest_files(settings: Settings, site: str, files: list[Any], *, show: bool) -> Any:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from frontdesk.db import Database
+    from frontdesk.knowledge.local_files import LocalFile, ingest_files
+    from frontdesk.queries.sites import get_site
+
+    db = Database(settings)
+    try:
+        async with db.read_scope() as session:
+            await get_site(session, site)
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("chunks {task.fields[stage]}"),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=console, disable=not show) as progress:
+
+            def observe(file: LocalFile) -> Any:
+                task = progress.add_task(file.source, total=None, stage="reading")
+
+                def step(stage: str, done: int, total: int) -> None:
+                    if total:
+                        progress.update(task, completed=done, total=total, stage=stage)
+                    else:
+                        progress.update(task, stage=stage)
+                    if stage in ("done", "duplicate", "failed"):
+                        progress.update(task, total=max(total, 1), completed=max(total, 1))
+
+                return step
+
+            return await ingest_files(
+                db, site, files, lease_s=settings.job_lease_s, observer=observe
+            )
+    finally:
+        await db.dispose()
+
+
+def _kb_report(site: str, results: list[Any]) -> dict[str, Any]:
+    files = [
+        {
+            "path": r.file.path.as_posix(),
+            "source": r.file.source,
+            "status": r.status,
+            "outcome": r.outcome,
+            "ingestion_id": r.ingestion_id,
+            "document_id": r.document_id,
+            "title": r.title,
+            "chunks": r.chunks,
+            "seconds": r.seconds,
+            "error": r.error,
+        }
+        for r in results
+    ]
+    counts = {s: sum(1 for r in results if r.status == s) for s in ("done", "duplicate", "failed")}
+    documents = [  # the documents the files are now in the knowledge base as
+        {"id": r.document_id, "title": r.title, "chunks": r.chunks}
+        for r in results
+        if r.status in ("done", "duplicate") and r.document_id
+    ]
+    return {"site_id": site, "files": files, "summary": counts, "documents": documents}
+
+
+def _print_kb_summary(results: list[Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title="Knowledge base", title_justify="left")
+    for column in ("file", "result", "chunks", "time"):
+        table.add_column(column, justify="right" if column in ("chunks", "time") else "left")
+    for r in results:
+        if r.status == "done":
+            result = f"[green]indexed[/green] ({r.outcome})"
+        elif r.status == "duplicate":
+            same = "unchanged" if r.outcome == "unchanged" else f"same text as {r.document_id}"
+            result = f"[yellow]duplicate[/yellow]: {same}"
         else:
-            console.print(f"[red]error[/red] not_found: {path} does not exist")
-            raise typer.Exit(2)
-
-    async def work(settings: Settings) -> dict[str, Any]:
-        from frontdesk.actions.knowledge import do_add_document
-        from frontdesk.db import Database
-        from frontdesk.queries.sites import get_site
-
-        db = Database(settings)
-        added: list[dict[str, Any]] = []
-        try:
-            async with db.read_scope() as session:
-                await get_site(session, site)
-            with Progress(console=console, transient=True) as progress:
-                task = progress.add_task("indexing", total=len(files))
-                for file, source in files:
-                    try:
-                        document = read_document(file, source=source)
-                    except UnsupportedDocument as exc:
-                        console.print(f"[yellow]skipped[/yellow] {exc}")
-                        progress.advance(task)
-                        continue
-                    async with db.session_scope() as session:
-                        row = await do_add_document(session, site_id=site, document=document)
-                    added.append({"id": row.id, "title": row.title, "chunks": row.chunk_count})
-                    progress.advance(task)
-            return {"site_id": site, "documents": added}
-        finally:
-            await db.dispose()
-
-    _emit(_run(work), as_json)
+            result = f"[red]failed[/red]: {r.error}"
+        table.add_row(r.file.source, result, str(r.chunks), f"{r.seconds:.2f} s")
+    console.print(table)
+    counts = {s: sum(1 for r in results if r.status == s) for s in ("done", "duplicate")}
+    failed = len(results) - sum(counts.values())
+    chunks = sum(r.chunks for r in results if r.status == "done")
+    console.print(
+        f"{counts['done']} indexed ({chunks} chunks), {counts['duplicate']} duplicate, "
+        f"{failed} failed, in {sum(r.seconds for r in results):.2f} s"
+    )
 
 
 @apikey_app.command("create")

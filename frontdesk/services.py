@@ -20,6 +20,7 @@ from frontdesk.events.dispatch import EventDispatcher
 from frontdesk.events.retention import ActivityRetention
 from frontdesk.jobs.clock import Clock
 from frontdesk.jobs.worker import Worker
+from frontdesk.knowledge.ingestion import INGEST_JOB, KnowledgeIngest
 from frontdesk.notifications.delivery import DigestEmail, EmailNotification
 from frontdesk.notifications.fanout import DIGEST_JOB, EMAIL_JOB, NotificationFanout
 from frontdesk.notifications.mailer import Mailer
@@ -106,6 +107,7 @@ class Services:
                 "webhook.deliver": Deliverer(db, box, webhook_client, clock),
                 EMAIL_JOB: EmailNotification(db, mailer),
                 DIGEST_JOB: DigestEmail(db, mailer),
+                INGEST_JOB: KnowledgeIngest(db),
             },
             clock=clock,
             before_claim=fan_out_events,

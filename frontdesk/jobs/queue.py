@@ -34,6 +34,26 @@ def enqueue(
     return job
 
 
+def hold(job: Job, *, worker: str, now: datetime, lease_s: float) -> Job:
+    """Make a job being enqueued the caller's own claim, for a process that runs the job itself
+    (`frontdesk kb add`): no worker takes it while the lease lasts, any worker does if the
+    caller dies."""
+    job.status = "running"
+    job.locked_by = worker
+    job.lease_until = now + timedelta(seconds=lease_s)
+    job.attempts = 1
+    return job
+
+
+async def extend_lease(session: AsyncSession, job_id: int, worker: str, *, until: datetime) -> bool:
+    """Keep a long job's claim to `until`. False when the worker no longer holds it (its lease
+    ran out and another worker took the job): it must then stop and change nothing."""
+    result = await session.execute(
+        update(Job).where(_held(job_id, worker)).values(lease_until=until)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 async def claim(
     session: AsyncSession, *, worker: str, now: datetime, lease_s: float, limit: int
 ) -> list[Job]:

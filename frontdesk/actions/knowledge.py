@@ -1,7 +1,9 @@
 """Changing a site's knowledge base: adding (re-indexing) and deleting documents.
 
-Adding a document chunks and embeds it first (the embedding runs in a worker thread, before the
-transaction touches the database), then, within the caller's transaction:
+Adding a document chunks and embeds it first (`prepare_document`: the embedding runs in a worker
+thread, before the transaction touches the database), then, within the caller's transaction
+(`do_index_prepared`; on PostgreSQL under a per-site advisory lock, so two concurrent additions
+of the same text cannot both miss each other):
 
 * the same source with the same checksum: nothing to do ("unchanged");
 * another document of the site with the same checksum: not indexed twice ("duplicate", the
@@ -15,12 +17,14 @@ vector index and any cache keyed by it, in every process.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import ColumnElement, Executable, delete, select
+from sqlalchemy import ColumnElement, Executable, delete, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -54,16 +58,67 @@ class IndexResult:
     status: IndexStatus
 
 
-async def embed_chunks(chunks: list[Chunk], embedder: Embedder) -> list[bytes | None]:
+EMBED_BATCH = 256  # chunks embedded per worker-thread call (progress is told between calls)
+EmbedProgress = Callable[[int, int], object]  # (chunks embedded so far, chunks in all)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedDocument:
+    """A document read, chunked and embedded: what `do_index_prepared` stores."""
+
+    document: DocumentText
+    chunks: list[Chunk]
+    blobs: list[bytes | None]
+
+
+async def embed_chunks(
+    chunks: list[Chunk], embedder: Embedder, on_progress: EmbedProgress | None = None
+) -> list[bytes | None]:
     """Each chunk's stored vector; all None when the embedding model is unavailable (the
-    vector index then embeds them when it is built)."""
+    vector index then embeds them when it is built). Large documents are embedded in batches,
+    with `on_progress(done, total)` after each."""
     pairs = [(c.heading, c.text) for c in chunks]
+    blobs: list[bytes | None] = []
     try:
-        vectors = await asyncio.to_thread(chunk_vectors, embedder, pairs)
+        for start in range(0, len(pairs), EMBED_BATCH):
+            batch = pairs[start : start + EMBED_BATCH]
+            vectors = await asyncio.to_thread(chunk_vectors, embedder, batch)
+            blobs.extend(to_blob(v) for v in vectors)
+            if on_progress is not None:
+                await _maybe_await(on_progress(len(blobs), len(pairs)))
     except EmbedderUnavailable as exc:
         log.warning("chunks stored without vectors", extra={"reason": str(exc)})
         return [None] * len(chunks)
-    return [to_blob(v) for v in vectors]
+    return blobs
+
+
+async def _maybe_await(result: object) -> None:
+    if asyncio.iscoroutine(result):
+        await result
+
+
+async def prepare_document(
+    document: DocumentText,
+    *,
+    embedder: Embedder | None = None,
+    embed: bool = True,
+    on_progress: EmbedProgress | None = None,
+) -> PreparedDocument:
+    """Chunk and (unless `embed` is false: a known duplicate needs no vectors) embed a document.
+    No database access: this runs before the indexing transaction."""
+    chunks = await asyncio.to_thread(chunk_markdown, document.text, title=document.title)
+    if not embed:
+        return PreparedDocument(document, chunks, [None] * len(chunks))
+    blobs = await embed_chunks(chunks, embedder or default_embedder(), on_progress)
+    return PreparedDocument(document, chunks, blobs)
+
+
+async def _lock_site_knowledge(session: AsyncSession, site_id: str) -> None:
+    """PostgreSQL: one indexing transaction per site at a time (SQLite writers are serial)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    key = int.from_bytes(hashlib.sha256(f"knowledge:{site_id}".encode()).digest()[:8], "big")
+    await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key - 2**63})
 
 
 async def bump_knowledge_version(session: AsyncSession, site_id: str) -> None:
@@ -145,6 +200,13 @@ async def _replace_chunks(
     row.chunk_count = len(chunks)
 
 
+async def find_same_text(
+    session: AsyncSession, site_id: str, document: DocumentText
+) -> KnowledgeDocument | None:
+    """A document of the site that already has this text (checksum), if any."""
+    return await _find(session, site_id, KnowledgeDocument.checksum == document.checksum)
+
+
 async def do_index_document(
     session: AsyncSession,
     *,
@@ -155,13 +217,32 @@ async def do_index_document(
 ) -> IndexResult:
     """Add or re-index a document (see the module docstring for the outcomes)."""
     embedder = embedder or default_embedder()
-    chunks = chunk_markdown(document.text, title=document.title)
-    blobs = await embed_chunks(chunks, embedder)
+    prepared = await prepare_document(document, embedder=embedder)
+    return await do_index_prepared(
+        session, site_id=site_id, prepared=prepared, url=url, embedder=embedder
+    )
+
+
+async def do_index_prepared(
+    session: AsyncSession,
+    *,
+    site_id: str,
+    prepared: PreparedDocument,
+    url: str | None = None,
+    embedder: Embedder | None = None,
+) -> IndexResult:
+    """Store a prepared document: unchanged, duplicate, added or updated. Idempotent: run again
+    with the same document it finds it unchanged, and a re-index replaces every chunk, so a
+    retried ingestion never leaves chunks twice. Chunks prepared without vectors are stored
+    without them (the vector index embeds them when it is built)."""
+    embedder = embedder or default_embedder()
+    document, chunks, blobs = prepared.document, prepared.chunks, prepared.blobs
+    await _lock_site_knowledge(session, site_id)
     existing = await _find(session, site_id, KnowledgeDocument.source == document.source)
     if existing is not None and existing.checksum == document.checksum:
         await _store_missing_vectors(session, existing, embedder)
         return IndexResult(existing, "unchanged")
-    original = await _find(session, site_id, KnowledgeDocument.checksum == document.checksum)
+    original = await find_same_text(session, site_id, document)
     if original is not None:
         if existing is not None:
             await session.delete(existing)

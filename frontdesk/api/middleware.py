@@ -1,4 +1,4 @@
-"""ASGI middleware: security headers on every response, and the request body limit.
+"""ASGI middleware: security headers on every response, and the request body limits.
 
 Both are plain ASGI classes (one `__call__` each) so they also wrap streaming responses and add
 no per-request overhead beyond a header merge.
@@ -10,6 +10,8 @@ from urllib.parse import parse_qsl
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from frontdesk.knowledge.ingest import MAX_UPLOAD_BYTES
 
 BASE_HEADERS: list[tuple[bytes, bytes]] = [
     (b"x-content-type-options", b"nosniff"),
@@ -101,19 +103,34 @@ class BodyTooLarge(BaseException):
     the middleware that raised it."""
 
 
-class BodyLimit:
-    """Refuses bodies over `max_bytes` with 413 `payload_too_large`, declared or streamed."""
+# Paths (matched at the end, so a sub-path deployment matches too) that take larger bodies than
+# the general limit: document uploads, which their route limits by type (PDF or text).
+UPLOAD_LIMITS = {"/api/v1/knowledge/files": MAX_UPLOAD_BYTES}
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+
+class BodyLimit:
+    """Refuses bodies over `max_bytes` (or the path's own limit in `larger`) with 413
+    `payload_too_large`, declared or streamed."""
+
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, larger: dict[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = UPLOAD_LIMITS if larger is None else larger
 
-    async def _refuse(self, send: Send) -> None:
+    def _limit(self, path: str) -> int:
+        for suffix, limit in self.larger.items():
+            if path.endswith(suffix):
+                return max(limit, self.max_bytes)
+        return self.max_bytes
+
+    async def _refuse(self, send: Send, limit: int) -> None:
         body = orjson.dumps(
             {
                 "error": {
                     "code": "payload_too_large",
-                    "message": f"The request body exceeds {self.max_bytes} bytes.",
+                    "message": f"The request body exceeds {limit} bytes.",
                 }
             }
         )
@@ -134,14 +151,15 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self._limit(scope.get("path", ""))
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
                     declared = 0
-                if declared > self.max_bytes:
-                    await self._refuse(send)
+                if declared > limit:
+                    await self._refuse(send, limit)
                     return
         received = 0
         started = False
@@ -151,7 +169,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     raise BodyTooLarge
             return message
 
@@ -164,4 +182,4 @@ class BodyLimit:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await self._refuse(send)
+                await self._refuse(send, limit)

@@ -28,6 +28,7 @@ from frontdesk.knowledge.embed import EMBEDDING_DIM, MODEL_CONFIG
 MAX_DOCUMENT_BYTES = 5 * 1024 * 1024
 MAX_PDF_BYTES = 20 * 1024 * 1024
 MAX_PDF_PAGES = 2000
+MAX_UPLOAD_BYTES = max(MAX_DOCUMENT_BYTES, MAX_PDF_BYTES)
 INDEX_FORMAT = f"2:overlap:{MODEL_CONFIG}-{EMBEDDING_DIM}"
 CONTENT_TYPES = {
     ".md": "text/markdown",
@@ -40,7 +41,15 @@ CONTENT_TYPES = {
 
 
 class UnsupportedDocument(ValueError):
-    pass
+    """A file that cannot become a document; the message says why, for people."""
+
+
+class UnsupportedType(UnsupportedDocument):
+    """Neither the declared media type nor the file name is one of `CONTENT_TYPES`."""
+
+
+class DocumentTooLarge(UnsupportedDocument):
+    """Over `MAX_DOCUMENT_BYTES` (text) or `MAX_PDF_BYTES` (PDF)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,25 +243,67 @@ def _markdown_title(text: str) -> str | None:
     return None
 
 
-def _title_from_name(path: Path) -> str:
-    return path.stem.replace("-", " ").replace("_", " ").title()
+def title_from_name(name: str) -> str:
+    """`shipping-and-returns.md` → `Shipping And Returns` (a title when the file has none)."""
+    return Path(name).stem.replace("-", " ").replace("_", " ").title() or name
 
 
-def read_document(path: Path, *, source: str | None = None) -> DocumentText:
-    content_type = CONTENT_TYPES.get(path.suffix.lower())
-    if content_type is None:
-        raise UnsupportedDocument(f"{path.name}: unsupported type (use .md, .txt, .html or .pdf).")
-    limit = MAX_PDF_BYTES if content_type == "application/pdf" else MAX_DOCUMENT_BYTES
-    if path.stat().st_size > limit:
-        raise UnsupportedDocument(f"{path.name}: larger than {limit} bytes.")
-    raw = path.read_bytes()
+def max_bytes(content_type: str) -> int:
+    return MAX_PDF_BYTES if content_type == "application/pdf" else MAX_DOCUMENT_BYTES
+
+
+def content_type_of(name: str, declared: str | None = None) -> str:
+    """The document type: the declared media type when it is a supported one, else the one the
+    file name's extension says (a generic `application/octet-stream` says nothing)."""
+    media_type = (declared or "").split(";", 1)[0].strip().lower()
+    if media_type in CONTENT_TYPES.values():
+        return media_type
+    by_name = CONTENT_TYPES.get(Path(name).suffix.lower())
+    if by_name is None:
+        raise UnsupportedType(f"{name}: unsupported type (use .md, .txt, .html or .pdf).")
+    return by_name
+
+
+def check_upload(raw: bytes, *, content_type: str, name: str) -> None:
+    """The checks that cost nothing, made before an upload is accepted: its size, that it is not
+    empty, and that a PDF starts like one and a text file is not binary. Whether a PDF can be
+    read, and whether a document has any text to index, is known only once it is extracted."""
+    limit = max_bytes(content_type)
+    if len(raw) > limit:
+        raise DocumentTooLarge(f"{name}: larger than {limit} bytes.")
+    if not raw.strip():
+        raise UnsupportedDocument(f"{name}: the file is empty.")
     if content_type == "application/pdf":
-        return parse_pdf(raw, source=source or path.name, fallback_title=_title_from_name(path))
+        if b"%PDF-" not in raw[:1024]:
+            raise UnsupportedDocument(f"{name}: not a PDF (no %PDF- header).")
+    elif b"\x00" in raw[:8192]:
+        raise UnsupportedDocument(f"{name}: binary data, not {content_type} text.")
+
+
+def parse_upload(
+    raw: bytes, *, content_type: str, source: str, fallback_title: str
+) -> DocumentText:
+    """An upload's bytes as a document (text is read as UTF-8, undecodable bytes replaced)."""
+    if content_type == "application/pdf":
+        return parse_pdf(raw, source=source, fallback_title=fallback_title)
     return parse_document(
         raw.decode("utf-8", errors="replace"),
         content_type=content_type,
+        source=source,
+        fallback_title=fallback_title,
+    )
+
+
+def read_document(path: Path, *, source: str | None = None) -> DocumentText:
+    content_type = content_type_of(path.name)
+    limit = max_bytes(content_type)
+    if path.stat().st_size > limit:
+        raise DocumentTooLarge(f"{path.name}: larger than {limit} bytes.")
+    return parse_upload(
+        path.read_bytes(),
+        content_type=content_type,
         source=source or path.name,
-        fallback_title=_title_from_name(path),
+        fallback_title=title_from_name(path.name),
     )
 
 

@@ -1,9 +1,11 @@
 """Retrieval over a site's knowledge chunks: lexical, vector, and the two fused (hybrid).
 
-Lexical: SQLite uses the FTS5 table (`bm25`, heading weighted above body, limited to the site
-inside the index, at most `MAX_RANKED_ROWS` rows ranked); PostgreSQL the generated `tsvector`
-column (`ts_rank_cd`). The query is an OR of the question's content words, each quoted or
-sanitised so that user text can never inject query syntax.
+Lexical: SQLite uses the FTS5 table (`bm25`, heading weighted above body, at most
+`MAX_RANKED_ROWS` rows ranked); PostgreSQL the generated `tsvector` column (`ts_rank_cd`). On
+SQLite the site is matched inside the index when the site holds a minority of the rows, and
+filtered after the ranking when it holds most of them (see `_site_in_fts`). The query is an OR
+of the question's content words, each quoted or sanitised so that user text can never inject
+query syntax.
 
 Vector: the site's chunk vectors live in an in-process exact index (`knowledge.vectors`), built
 from the database on first use and rebuilt when `knowledge_version` changes. Chunks stored
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -82,6 +85,27 @@ _SQLITE = text(
     """  # noqa: S608 - constant column list
 )
 
+# The same ranking for a site that holds most of the index's rows: matched without the site
+# phrase, whose doclist is then nearly the whole table (bm25 reads all of it for the phrase's
+# IDF, about 4 ms at 100k chunks), and the other sites' rows (a minority) dropped after ranking.
+# No LIMIT inside: the rows ranked are already capped (`_sqlite_query`), and a limit before the
+# site filter could let other sites' rows take the places.
+_SQLITE_FILTERED_AFTER = text(
+    f"""
+    SELECT {_COLUMNS}, -f.rank AS score
+    FROM (
+        SELECT rowid, bm25(knowledge_chunks_fts, 2.0, 1.0, 0.0) AS rank
+        FROM knowledge_chunks_fts
+        WHERE knowledge_chunks_fts MATCH :query
+    ) AS f
+    JOIN knowledge_chunks c ON c.id = f.rowid
+    JOIN knowledge_documents d ON d.id = c.document_id
+    WHERE c.site_id = :site_id
+    ORDER BY f.rank, c.id
+    LIMIT :limit
+    """  # noqa: S608 - constant column list
+)
+
 _POSTGRES = text(
     f"""
     SELECT {_COLUMNS}, ts_rank_cd(c.search_vector, q) AS score
@@ -114,6 +138,7 @@ _VECTORS = text(
 )
 
 _VERSION = text("SELECT version FROM knowledge_state WHERE site_id = :site_id")
+_HIGHEST_CHUNK = text("SELECT max(id) FROM knowledge_chunks")
 
 
 def _passage(row: Sequence[Any], lexical_rank: int | None = None) -> Passage:
@@ -160,8 +185,35 @@ async def _count_rows(session: AsyncSession, queries: list[str]) -> list[int]:
     return [int(c) for c in row]
 
 
-async def _sqlite_query(session: AsyncSession, site_id: str, terms: list[str]) -> str | None:
-    """The FTS5 query for the terms within one site, or None when no selective one exists.
+# A site holding more than this share of the chunks is filtered after ranking, not inside FTS5.
+SITE_FILTER_AFTER_SHARE = 0.5
+_TOTAL_ROWS_TTL_S = 10.0
+_total_rows: dict[str, tuple[float, int]] = {}  # database URL -> (when read, max chunk id)
+
+
+async def _site_in_fts(session: AsyncSession, site_rows: int | None) -> bool:
+    """Whether to match the site inside FTS5 (a small site: its phrase is selective) rather than
+    filter after ranking (a site with most of the rows: its phrase would select nearly all).
+
+    The share is the site's chunk count over the highest chunk id, an upper bound of the table's
+    rows read at most every few seconds: an overestimate only keeps the site phrase."""
+    if site_rows is None:
+        return True
+    key = str(session.get_bind().engine.url)
+    now = time.monotonic()
+    cached = _total_rows.get(key)
+    if cached is None or now - cached[0] > _TOTAL_ROWS_TTL_S:
+        highest = (await session.execute(_HIGHEST_CHUNK)).scalar()
+        cached = (now, int(highest or 0))
+        _total_rows[key] = cached
+    return site_rows <= SITE_FILTER_AFTER_SHARE * max(cached[1], 1)
+
+
+async def _sqlite_query(
+    session: AsyncSession, site_id: str, terms: list[str], *, in_fts: bool = True
+) -> str | None:
+    """The FTS5 query for the terms (within one site when `in_fts`), or None when no selective
+    one exists.
 
     Ranking costs time per matching row, so at most about `MAX_RANKED_ROWS` rows are ranked:
     when the terms together match more, only the rows that contain one of the rarest terms
@@ -170,12 +222,15 @@ async def _sqlite_query(session: AsyncSession, site_id: str, terms: list[str]) -
     them are ranked if they are few enough; otherwise lexical retrieval abstains and the
     vector ranking answers alone. Small sites (under the cap) always get the plain OR query.
     """
-    site = f"site_id : {_site_phrase(site_id)}"
+    site = f"site_id : {_site_phrase(site_id)} AND " if in_fts else ""
     phrases = [_fts_phrase(t) for t in terms]
-    counts = await _count_rows(session, [f"{site} AND {p}" for p in phrases])
+    conjunction = f"{site}{' AND '.join(phrases)}"
+    # The conjunction is counted with the terms, in the same round trip: on a large site most
+    # questions have only common words and need it.
+    *counts, together = await _count_rows(session, [f"{site}{p}" for p in phrases] + [conjunction])
     every = " OR ".join(phrases)
     if sum(counts) <= MAX_RANKED_ROWS:
-        return f"{site} AND ({every})"
+        return f"{site}({every})"
     rare: list[str] = []
     total = 0
     for count, phrase in sorted(zip(counts, phrases, strict=True)):
@@ -184,22 +239,27 @@ async def _sqlite_query(session: AsyncSession, site_id: str, terms: list[str]) -
         rare.append(phrase)
         total += count
     if rare:
-        return f"{site} AND ({' OR '.join(rare)}) AND ({every})"
-    conjunction = f"{site} AND {' AND '.join(phrases)}"
-    if (await _count_rows(session, [conjunction]))[0] <= MAX_RANKED_ROWS:
-        return conjunction
-    return None
+        return f"{site}({' OR '.join(rare)}) AND ({every})"
+    return conjunction if together <= MAX_RANKED_ROWS else None
 
 
 async def search_passages(
-    session: AsyncSession, *, site_id: str, terms: list[str], limit: int = 5
+    session: AsyncSession,
+    *,
+    site_id: str,
+    terms: list[str],
+    limit: int = 5,
+    site_rows: int | None = None,
 ) -> list[Passage]:
-    """Lexical retrieval: the best `limit` chunks matching any of the terms."""
+    """Lexical retrieval: the best `limit` chunks matching any of the terms. `site_rows`, the
+    site's chunk count when known, lets SQLite choose how to limit the search to the site."""
     # Terms come from `knowledge.text.query_terms`: \w+ only, so quoting them is sufficient.
     if not terms:
         return []
     if session.get_bind().dialect.name == "sqlite":
-        query, stmt = await _sqlite_query(session, site_id, terms), _SQLITE
+        in_fts = await _site_in_fts(session, site_rows)
+        query = await _sqlite_query(session, site_id, terms, in_fts=in_fts)
+        stmt = _SQLITE if in_fts else _SQLITE_FILTERED_AFTER
         if query is None:
             return []
     else:
@@ -321,7 +381,9 @@ async def hybrid_search(
     index = await site_vector_index(session, site_id, embedder)
     # The vector search (a worker thread for large sites) overlaps the full-text query.
     lexical, hits = await asyncio.gather(
-        search_passages(session, site_id=site_id, terms=terms, limit=candidates),
+        search_passages(
+            session, site_id=site_id, terms=terms, limit=candidates, site_rows=len(index)
+        ),
         _search(index, query_vector, candidates),
     )
     fused = reciprocal_rank_fusion(

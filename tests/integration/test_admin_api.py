@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -287,12 +288,21 @@ async def test_knowledge_through_the_api(
             "text": "# Opening hours\n\nThe shop is open from nine to five on weekdays.",
         },
     )
-    assert added.status_code == 201, added.text
+    assert added.status_code == 202, added.text
+    assert added.json()["status"] == "queued"
+    location = added.headers["Location"].removeprefix(PUBLIC_URL)
+    for _ in range(200):  # indexed by the worker, woken by the upload's commit
+        ingestion = (await client.get(location, headers=admin)).json()
+        if ingestion["status"] != "queued" and ingestion["status"] != "running":
+            break
+        await asyncio.sleep(0.05)
+    assert ingestion["status"] == "done", ingestion
     listed = (
         await client.get(f"{API}/knowledge", params={"site_id": site.id}, headers=admin)
     ).json()
     assert [d["title"] for d in listed["documents"]] == ["Opening hours"]
-    document_id = added.json()["id"]
+    document_id = ingestion["document_id"]
+    assert [d["id"] for d in listed["documents"]] == [document_id]
     assert (await client.delete(f"{API}/knowledge/{document_id}", headers=admin)).status_code == 204
     assert (await client.delete(f"{API}/knowledge/{document_id}", headers=admin)).status_code == 404
     missing_site = await client.post(

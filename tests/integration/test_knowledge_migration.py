@@ -21,7 +21,12 @@ from frontdesk.models import Base
 from frontdesk.queries.knowledge import search_passages
 from frontdesk.security.keys import SecretBox
 
-KNOWLEDGE_TABLES = {"knowledge_documents", "knowledge_chunks", "knowledge_state"}
+KNOWLEDGE_TABLES = {
+    "knowledge_documents",
+    "knowledge_chunks",
+    "knowledge_state",
+    "knowledge_ingestions",
+}
 
 
 def _knowledge_diff(connection: Connection) -> list[Any]:

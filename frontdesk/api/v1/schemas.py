@@ -176,3 +176,37 @@ class DocumentOut(BaseModel):
 
 class DocumentList(BaseModel):
     documents: list[DocumentOut]
+
+
+class IngestionProgress(BaseModel):
+    stage: str = Field(description="queued, extracting, embedding, indexing, or the final status")
+    done: int = Field(description="Chunks embedded so far (0 before chunking).")
+    total: int = Field(description="Chunks in the document (0 until it is chunked).")
+
+
+class IngestionOut(BaseModel):
+    id: str
+    site_id: str
+    source: str
+    title: str
+    url: str | None
+    content_type: str
+    size: int = Field(description="Bytes uploaded.")
+    status: Literal["queued", "running", "done", "duplicate", "failed"]
+    outcome: Literal["added", "updated", "unchanged", "duplicate"] | None = Field(
+        description="How the document was indexed: added or updated (done); unchanged (this "
+        "source already had this text) or duplicate (another document has it)."
+    )
+    progress: IngestionProgress
+    document_id: str | None = Field(
+        description="The document indexed, or for a duplicate the one that already has the text."
+    )
+    chunk_count: int
+    error: str | None = Field(description="Why a failed ingestion failed.")
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+
+
+class IngestionList(BaseModel):
+    ingestions: list[IngestionOut]

@@ -11,7 +11,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import httpx
 import orjson
 
 from frontdesk.config import Settings
@@ -43,7 +42,7 @@ from frontdesk.security.tokens import AccessTokens
 from frontdesk.turns import TurnRunner
 from frontdesk.webhooks.deliver import Deliverer
 from frontdesk.webhooks.fanout import fan_out
-from frontdesk.webhooks.ssrf import Allowlist, guarded_client
+from frontdesk.webhooks.ssrf import Allowlist, WebhookClient, guarded_client
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -71,7 +70,7 @@ class Services:
     responders: ResponderFactory
     limiter: RateLimiter
     worker: Worker
-    webhook_client: httpx.AsyncClient
+    webhook_client: WebhookClient
     known_origins: KnownOrigins
     connection_limits: ConnectionLimits
     redis: Redis | None = None

@@ -108,3 +108,31 @@ async def bury(session: AsyncSession, job_id: int, worker: str, now: datetime, e
         .values(status="dead", finished_at=now, last_error=error[:2000])
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def finish_many(
+    session: AsyncSession, job_ids: list[int], worker: str, now: datetime
+) -> set[int]:
+    """Close several claims in one statement. Returns the ids this worker still held; the others
+    were taken over by another worker after their lease ran out, and are its to close."""
+    if not job_ids:
+        return set()
+    held = Job.id.in_(job_ids), Job.locked_by == worker, Job.status == "running"
+    result = await session.execute(
+        update(Job)
+        .where(*held)
+        .values(status="succeeded", finished_at=now)
+        .returning(Job.id)
+        .execution_options(synchronize_session=False)
+    )
+    return set(result.scalars())
+
+
+async def closed_by(session: AsyncSession, job_ids: list[int], worker: str) -> set[int]:
+    """Which of these jobs this worker has closed already (a retried write that had committed)."""
+    if not job_ids:
+        return set()
+    result = await session.execute(
+        select(Job.id).where(Job.id.in_(job_ids), Job.locked_by == worker, Job.status != "running")
+    )
+    return set(result.scalars())

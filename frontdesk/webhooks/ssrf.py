@@ -6,20 +6,25 @@ address itself, so a DNS answer that changes between check and connect (rebindin
 through. TLS still verifies the certificate against the host name.
 `FRONTDESK_WEBHOOK_ALLOWED_HOSTS` lists host names or CIDRs exempt from the check (a self-hosted
 CRM on a private address).
+
+The guard sits in the webhook client's connector (aiohttp, ADR 0017) at two points: the resolver
+checks what a name resolves to, and the socket factory checks the address of every connection
+just before it is made, which also covers URLs that name an IP address (those skip the resolver).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
 
+import aiohttp
 import anyio
-import httpcore
-import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+USER_AGENT = "FrontDesk-Webhooks/1.0"
 
 
 class BlockedDestination(Exception):
@@ -80,42 +85,91 @@ def checked(host: str, addresses: Iterable[IPAddress], allowlist: Allowlist) -> 
     return addresses[0]
 
 
-class GuardedBackend(httpcore.AsyncNetworkBackend):
-    """Resolves, checks, then connects to the checked address."""
+class Guard(AbstractResolver):
+    """The connector's resolver and socket factory."""
 
     def __init__(self, allowlist: Allowlist) -> None:
         self.allowlist = allowlist
-        self.inner = httpcore.AnyIOBackend()
+        # Addresses of allowlisted host names, which may be private: the socket factory lets
+        # them through because the resolver vouched for them.
+        self.vouched: set[IPAddress] = set()
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        address = checked(host, await resolve(host, port), self.allowlist)
-        return await self.inner.connect_tcp(
-            str(address), port, timeout, local_address, socket_options
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        addresses = list(dict.fromkeys(await resolve(host, port)))
+        checked(host, addresses, self.allowlist)  # every address passes, or none is used
+        if self.allowlist.host_allowed(host):
+            self.vouched.update(addresses)
+        return [
+            ResolveResult(
+                hostname=host,
+                host=str(address),
+                port=port,
+                family=socket.AF_INET6 if address.version == 6 else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+            for address in addresses
+        ]
+
+    async def close(self) -> None:
+        return None
+
+    def allowed(self, address: IPAddress) -> bool:
+        return (
+            is_public(address) or self.allowlist.address_allowed(address) or address in self.vouched
         )
 
-    async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
-        raise BlockedDestination("unix sockets are not webhook destinations")
+    def socket(self, addr_info: tuple[int, int, int, str, tuple[object, ...]]) -> socket.socket:
+        family, type_, proto, _, sockaddr = addr_info
+        address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+        if not self.allowed(address):
+            raise BlockedDestination(f"{address} is not a public address")
+        return socket.socket(family=family, type=type_, proto=proto)
 
-    async def sleep(self, seconds: float) -> None:
-        await self.inner.sleep(seconds)
+
+class WebhookClient:
+    """The client every delivery goes through: one pool of kept-alive connections, no redirects
+    followed, no proxies from the environment, and the guard on every connection.
+
+    The aiohttp session is opened on first use, inside the running event loop."""
+
+    def __init__(self, allowlist: Allowlist, *, timeout_s: float = 15.0, connections: int = 256):
+        self.guard = Guard(allowlist)
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.connections = connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=self.connections,
+            resolver=self.guard,
+            socket_factory=self.guard.socket,
+        )
+        return aiohttp.ClientSession(
+            connector=connector,
+            timeout=self.timeout,
+            headers={"User-Agent": USER_AGENT},
+            trust_env=False,
+        )
+
+    @asynccontextmanager
+    async def post(
+        self, url: str, *, content: bytes, headers: Mapping[str, str] | None = None
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        if self._session is None:
+            self._session = self._open()
+        async with self._session.post(
+            url, data=content, headers=headers, allow_redirects=False
+        ) as response:
+            yield response
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
 
-def guarded_client(allowlist: Allowlist, *, timeout_s: float = 15.0) -> httpx.AsyncClient:
-    transport = httpx.AsyncHTTPTransport(retries=0)
-    # httpx has no public hook for the network backend; its pool takes one at construction.
-    transport._pool = httpcore.AsyncConnectionPool(
-        network_backend=GuardedBackend(allowlist), max_connections=200, retries=0
-    )
-    return httpx.AsyncClient(
-        transport=transport,
-        timeout=httpx.Timeout(timeout_s),
-        follow_redirects=False,
-        headers={"User-Agent": "FrontDesk-Webhooks/1.0"},
-    )
+def guarded_client(allowlist: Allowlist, *, timeout_s: float = 15.0) -> WebhookClient:
+    return WebhookClient(allowlist, timeout_s=timeout_s)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -229,21 +230,36 @@ async def test_ssrf_guard(http: httpx.AsyncClient, hooks: Services) -> None:
 
     client = guarded_client(Allowlist(""), timeout_s=2)
     for url in (
-        "http://127.0.0.1:9/",
+        "http://127.0.0.1:9/",  # IP addresses never reach the resolver: the socket check stops them
         "http://10.1.2.3/",
         "http://169.254.169.254/latest",
-        "http://localhost:9/",
+        "http://localhost:9/",  # a name: the resolver's check stops it
         "http://[::1]:9/",
+        "http://[::ffff:127.0.0.1]:9/",
         "http://0.0.0.0:9/",
     ):
         with pytest.raises(BlockedDestination):
-            await client.post(url, content=b"{}")
+            async with client.post(url, content=b"{}"):
+                pass
     await client.aclose()
-    allowed = guarded_client(Allowlist("127.0.0.0/8"), timeout_s=2)
     receiver = WebhookReceiver()
     async with FakeServer(receiver) as url:
-        assert (await allowed.post(url, content=b"{}")).status_code == 200
-    await allowed.aclose()
+        port = url.rsplit(":", 1)[1]
+        for spec, target in (
+            ("127.0.0.0/8", url),  # a private network allowed by address
+            ("localhost", f"http://localhost:{port}/"),  # ... or a private host by name
+        ):
+            allowed = guarded_client(Allowlist(spec), timeout_s=2)
+            async with allowed.post(target, content=b"{}") as response:
+                assert response.status == 200
+            await allowed.aclose()
+        # Allowing a name does not allow its addresses under another name or as an IP.
+        by_name = guarded_client(Allowlist("localhost"), timeout_s=2)
+        with pytest.raises(BlockedDestination):
+            async with by_name.post(f"http://127.0.0.2:{port}/", content=b"{}"):
+                pass
+        await by_name.aclose()
+    assert len(receiver.received) == 2
 
     site = await make_site(hooks)
     endpoint = await new_endpoint(http, "http://10.0.0.5/hook", ["lead.captured"], site.id)
@@ -251,6 +267,34 @@ async def test_ssrf_guard(http: httpx.AsyncClient, hooks: Services) -> None:
     await drain(hooks)
     log = (await http.get(f"{API}/webhooks/{endpoint['id']}/deliveries")).json()["deliveries"]
     assert log[0]["status"] == "dead" and log[0]["attempt_log"][0]["error"].startswith("blocked")
+
+
+async def test_redirects_are_not_followed_and_responses_are_cut(
+    http: httpx.AsyncClient, hooks: Services
+) -> None:
+    target = WebhookReceiver()
+
+    async def wordy(scope: dict, receive: Any, send: Any) -> None:  # type: ignore[type-arg]
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"y" * 5000})
+
+    site = await make_site(hooks)
+    async with FakeServer(target) as target_url, FakeServer(wordy) as wordy_url:
+        moved = WebhookReceiver(answer=lambda _: (302, {"Location": target_url}))
+        async with FakeServer(moved) as moved_url:
+            redirected = await new_endpoint(http, moved_url, ["lead.captured"], site.id)
+            chatty = await new_endpoint(http, wordy_url, ["lead.captured"], site.id)
+            await lead_event(http, hooks, site.id, "m@shop.example")
+            await drain(hooks)
+        assert len(moved.received) == 1 and not target.received  # the 302 is a failure
+    log = (await http.get(f"{API}/webhooks/{redirected['id']}/deliveries")).json()["deliveries"]
+    assert log[0]["status"] == "pending" and log[0]["attempt_log"][0]["status_code"] == 302
+    log = (await http.get(f"{API}/webhooks/{chatty['id']}/deliveries")).json()["deliveries"]
+    attempt = log[0]["attempt_log"][0]
+    assert log[0]["status"] == "succeeded" and attempt["status_code"] == 200
+    assert attempt["response"] == "y" * 1024 and attempt["duration_ms"] >= 0
 
 
 @pytest.mark.parametrize(

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     access_token_ttl_s: int = Field(default=600, ge=60, le=900)
     refresh_token_idle_s: int = Field(default=7 * 24 * 3600, ge=60)
     refresh_token_absolute_s: int = Field(default=30 * 24 * 3600, ge=60)
+    sqlite_driver: Literal["inline", "thread"] = Field(
+        default="inline",
+        description="How SQLite is driven: from the event loop (inline) or on aiosqlite's "
+        "threads (thread). See ADR 0022.",
+    )
     max_message_chars: int = Field(default=4000, ge=1, le=100_000)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     answer_timeout_s: float = Field(default=60.0, gt=0)

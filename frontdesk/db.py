@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 from sqlalchemy import event, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from frontdesk.config import Settings
+from frontdesk.sqlite_inline import inline_connector
 
 PENDING_EVENTS = "pending_events"
 EVENT_LOCK = 0x4644_4556  # "FDEV": the advisory lock that orders event offsets
@@ -38,6 +39,9 @@ class EventPublisher(Protocol):
     async def publish_events(self, events: list[Any]) -> None: ...
 
 
+BUSY_TIMEOUT_S = 10.0
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _: ConnectionPoolEntry) -> None:
     # Let SQLAlchemy's "begin" hook decide how a transaction starts.
     dbapi_connection.isolation_level = None
@@ -46,20 +50,34 @@ def _sqlite_pragmas(dbapi_connection: Any, _: ConnectionPoolEntry) -> None:
         "PRAGMA journal_mode=WAL",
         "PRAGMA synchronous=NORMAL",
         "PRAGMA foreign_keys=ON",
-        "PRAGMA busy_timeout=10000",
     ):
         cursor.execute(pragma)
     cursor.close()
 
 
-def _make_sqlite_engine(url: str, *, writer: bool, pool_size: int) -> AsyncEngine:
+def _thread_busy_timeout(dbapi_connection: Any, _: ConnectionPoolEntry) -> None:
+    # On aiosqlite's threads a lock wait blocks only that thread: let SQLite itself wait.
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+    cursor.close()
+
+
+def _make_sqlite_engine(url: str, *, writer: bool, pool_size: int, driver: str) -> AsyncEngine:
+    options: dict[str, Any] = {}
+    if driver == "inline":  # ADR 0022: statements run in the loop; lock waits are async sleeps
+        options["async_creator"] = inline_connector(
+            make_url(url).database or ":memory:", BUSY_TIMEOUT_S
+        )
     engine = create_async_engine(
         url,
         pool_size=1 if writer else pool_size,
         max_overflow=0,
         pool_timeout=60,
+        **options,
     )
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    if driver != "inline":
+        event.listen(engine.sync_engine, "connect", _thread_busy_timeout)
 
     begin_sql = "BEGIN IMMEDIATE" if writer else "BEGIN"
 
@@ -79,9 +97,10 @@ class Database:
         self.publisher = publisher
         if self.url.startswith("sqlite"):
             settings.ensure_data_dir()
-            self.writer = _make_sqlite_engine(self.url, writer=True, pool_size=1)
+            driver = settings.sqlite_driver
+            self.writer = _make_sqlite_engine(self.url, writer=True, pool_size=1, driver=driver)
             self.reader = _make_sqlite_engine(
-                self.url, writer=False, pool_size=settings.db_pool_size
+                self.url, writer=False, pool_size=settings.db_pool_size, driver=driver
             )
         else:
             self.writer = create_async_engine(

@@ -47,25 +47,20 @@ class Settings(BaseSettings):
         min_length=16,
         description="When set, GET /metrics needs 'Authorization: Bearer <token>'.",
     )
-    metrics_token: SecretStr | None = Field(
-        default=None,
-        min_length=16,
-        description="When set, GET /metrics needs 'Authorization: Bearer <token>'.",
-    )
     environment: str = "development"
 
     access_token_ttl_s: int = Field(default=600, ge=60, le=900)
     refresh_token_idle_s: int = Field(default=7 * 24 * 3600, ge=60)
     refresh_token_absolute_s: int = Field(default=30 * 24 * 3600, ge=60)
+    max_message_chars: int = Field(default=4000, ge=1, le=100_000)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    answer_timeout_s: float = Field(default=60.0, gt=0)
+    db_pool_size: int = Field(default=10, ge=1)
     sqlite_driver: Literal["inline", "thread"] = Field(
         default="inline",
         description="How SQLite is driven: from the event loop (inline) or on aiosqlite's "
         "threads (thread). See ADR 0022.",
     )
-    max_message_chars: int = Field(default=4000, ge=1, le=100_000)
-    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
-    answer_timeout_s: float = Field(default=60.0, gt=0)
-    db_pool_size: int = Field(default=10, ge=1)
     ws_heartbeat_s: float = Field(default=25.0, gt=0, description="Protocol ping interval.")
     ws_pong_timeout_s: float = Field(default=20.0, gt=0)
     ws_auth_timeout_s: float = Field(default=10.0, gt=0)
@@ -125,11 +120,6 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
-
-    @field_validator("metrics_token", mode="before")
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        return None if value == "" else value
 
     @field_validator("metrics_token", mode="before")
     @classmethod

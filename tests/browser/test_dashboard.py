@@ -365,6 +365,72 @@ def test_notification_bell_counts_live(desk: Env, operator: str, dashboard: Any)
     no_csp_violations(page)
 
 
+def test_errors_page_groups_reports_live(desk: Env, operator: str, dashboard: Any) -> None:
+    """Widget error reports with the same message fold into one group; the page, already open,
+    shows it and its count as reports arrive, and expands its sample."""
+    server, _, _ = desk
+    page: Page = dashboard.new_page()
+    sign_in(page, server, operator, "/errors")
+    expect(page.locator("[data-testid=errors-table], [data-testid=errors-empty]")).to_be_visible()
+    text = f"TypeError: basket {secrets.token_hex(3)} is undefined"
+    visitor = widget_post(server, "/sessions", site_id=server.sites.main)
+    report = {"type": "error.reported", "data": {"message": text, "context": "checkout"}}
+    group = page.get_by_test_id("error-group").filter(has_text=text)
+    for expected in ("1", "2"):
+        widget_post(server, "/events", visitor["access_token"], events=[report])
+        expect(group.locator("td.num")).to_have_text(expected, timeout=10000)
+    group.locator("button.expand").click()
+    expect(page.get_by_test_id("error-sample")).to_contain_text("checkout")
+    shot(page, "errors-live")
+    no_csp_violations(page)
+
+
+def test_knowledge_upload_and_reindex(
+    desk: Env, operator: str, dashboard: Any, tmp_path: Path
+) -> None:
+    """A Markdown file uploaded in the dashboard becomes a document with chunks; uploading a new
+    version through its Re-index button replaces it (one document, new text)."""
+    server, _, _ = desk
+    made = server.admin(
+        "POST", "/sites", json={"name": f"Library {secrets.token_hex(3)}", "allowed_origins": []}
+    )
+    assert made.status_code == 201, made.text
+    site_id = made.json()["id"]
+    page: Page = dashboard.new_page()
+    sign_in(page, server, operator, "/admin/knowledge")
+    page.get_by_test_id("site-filter").select_option(site_id)
+    expect(page.get_by_test_id("knowledge-empty")).to_be_visible()
+    first = tmp_path / "returns.md"
+    first.write_text("# Returns\n\nReturns are accepted within 30 days of delivery.\n")
+    page.get_by_test_id("knowledge-file").set_input_files(str(first))
+    expect(page.get_by_test_id("knowledge-notice")).to_be_visible()
+    row = page.get_by_test_id("document-row").filter(has_text="returns.md")
+    expect(row).to_have_count(1, timeout=20000)
+    updated = server.admin("GET", "/knowledge", params={"site_id": site_id}).json()["documents"]
+    assert len(updated) == 1 and updated[0]["chunk_count"] >= 1
+    first_indexed = updated[0]["updated_at"]
+
+    second = tmp_path / "returns-v2.md"
+    second.write_text("# Returns\n\nReturns are accepted within 60 days, free of charge.\n")
+    with page.expect_file_chooser() as chooser:
+        row.get_by_role("button", name="Re-index…").click()
+    chooser.value.set_files(str(second))
+    deadline = time.monotonic() + 20
+    documents: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        documents = server.admin("GET", "/knowledge", params={"site_id": site_id}).json()[
+            "documents"
+        ]
+        if documents and documents[0]["updated_at"] != first_indexed:
+            break
+        time.sleep(0.2)
+    assert len(documents) == 1 and documents[0]["source"] == "returns.md"
+    assert documents[0]["updated_at"] != first_indexed, "the new version was not indexed"
+    expect(page.get_by_test_id("document-row")).to_have_count(1)
+    shot(page, "knowledge-upload")
+    no_csp_violations(page)
+
+
 PAGES = [
     ("overview", "/", "tiles"),
     ("inbox", "/inbox", "inbox-list"),

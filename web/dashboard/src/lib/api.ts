@@ -59,9 +59,18 @@ export function withQuery(path: string, query?: Query): string {
   return text ? `${path}?${text}` : path;
 }
 
+/** A raw body (a file's bytes) instead of JSON. */
+export class RawBody {
+  constructor(
+    readonly data: Blob,
+    readonly type: string,
+  ) {}
+}
+
 export async function api<T>(method: string, path: string, body?: unknown, query?: Query): Promise<T> {
   const headers: Record<string, string> = { Accept: "application/json" };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (body instanceof RawBody) headers["Content-Type"] = body.type || "application/octet-stream";
+  else if (body !== undefined) headers["Content-Type"] = "application/json";
   if (!SAFE.has(method)) {
     const token = csrf();
     if (token) headers["X-CSRF-Token"] = token;
@@ -71,7 +80,7 @@ export async function api<T>(method: string, path: string, body?: unknown, query
     response = await fetch(`${root}/api/v1${withQuery(path, query)}`, {
       method,
       headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: body instanceof RawBody ? body.data : body === undefined ? undefined : JSON.stringify(body),
       credentials: "same-origin",
       cache: "no-store",
     });

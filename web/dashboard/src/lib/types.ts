@@ -142,6 +142,24 @@ export interface KnowledgeDocument {
   updated_at: string;
 }
 
+/** A queued or finished indexing of an upload (servers that index in the background). */
+export interface Ingestion {
+  id: string;
+  site_id: string;
+  source: string;
+  title: string;
+  content_type: string;
+  size: number;
+  status: "queued" | "running" | "done" | "duplicate" | "failed";
+  outcome: "added" | "updated" | "unchanged" | "duplicate" | null;
+  progress: { stage: string; done: number; total: number };
+  document_id: string | null;
+  chunk_count: number;
+  error: string | null;
+  created_at: string;
+  finished_at: string | null;
+}
+
 export interface ApiKey {
   id: string;
   name: string;

@@ -347,10 +347,12 @@ def apikey_create(
 def worker() -> None:
     """Run the job worker alone (webhook deliveries and other background work)."""
     from frontdesk.logs import configure_logging
+    from frontdesk.observability.sentry import init_sentry
     from frontdesk.services import Services
 
     settings = load_settings(run_worker=True)
     configure_logging(settings.log_level)
+    init_sentry(settings)  # job failures logged at error level reach Sentry too
 
     async def work() -> None:
         await _migrate(settings)

@@ -154,8 +154,10 @@ class Worker:
         return self._in_flight
 
     def _release(self, count: int) -> None:
+        full = self._in_flight >= self.concurrency
         self._in_flight -= count
-        self._wake.set()  # room to claim more
+        if full:
+            self._wake.set()  # room to claim again
 
     async def _listen(self, ready: asyncio.Event) -> None:
         async with self.broker.subscribe("jobs") as subscription:

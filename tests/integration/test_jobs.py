@@ -1,5 +1,5 @@
-"""The job queue under failure: competing workers, a worker killed mid-delivery, and database
-connections cut under a running worker."""
+"""The job queue under failure: competing workers, a worker killed mid-delivery, database
+connections cut under a running worker, and PostgreSQL restarted during deliveries."""
 
 from __future__ import annotations
 
@@ -13,14 +13,18 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from frontdesk.actions.apikeys import do_create_api_key
 from frontdesk.config import load_settings
 from frontdesk.db import Database
 from frontdesk.jobs import queue
 from frontdesk.jobs.clock import Clock
-from frontdesk.models import Job
-from tests.conftest import ORIGIN
+from frontdesk.main import create_app
+from frontdesk.migrate import upgrade
+from frontdesk.models import Job, WebhookDelivery
+from tests.conftest import ORIGIN, PUBLIC_URL, make_site, start_visitor
 from tests.fakes import FakeServer
 from tests.fakes.receiver import WebhookReceiver
+from tests.pg_instance import private_postgres
 from tests.processes import FRONTDESK, base_env, cli, start_server
 
 POSTGRES = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
@@ -201,3 +205,100 @@ async def test_worker_survives_lost_database_connections(database_url: str, tmp_
     finally:
         await worker.stop()
         await db.dispose()
+
+
+@pytest.mark.postgres
+async def test_worker_recovers_from_a_postgres_restart(tmp_path: Path) -> None:
+    """PostgreSQL stopped and started again while deliveries are in flight, on a private server
+    (the machine's PostgreSQL is shared and not ours to restart). The worker keeps running and
+    every delivery arrives; a repeat is recognisable by its webhook-id."""
+    with private_postgres() as pg:
+        admin = await asyncpg.connect(pg.admin_url)
+        await admin.execute("CREATE DATABASE frontdesk")
+        await admin.close()
+        settings = load_settings(
+            database_url=pg.url("frontdesk"),
+            data_dir=tmp_path,
+            public_url=PUBLIC_URL,
+            secret_key="restart-test-secret-" + "x" * 32,
+            webhook_allowed_hosts="127.0.0.1",
+            job_poll_s=0.2,
+            job_lease_s=10,
+        )
+        db = Database(settings)
+        await upgrade(db)
+        await db.dispose()
+        app = create_app(settings)
+        receiver = WebhookReceiver(delay_s=0.2)  # ~80 deliveries/s: the restart lands mid-way
+        async with app.router.lifespan_context(app), FakeServer(receiver) as receiver_url:
+            services = app.state.services
+            site = await make_site(services)
+            async with services.db.session_scope() as session:
+                key = (await do_create_api_key(session, scopes=["admin"])).key
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(
+                transport=transport, base_url=PUBLIC_URL, headers={"Origin": ORIGIN}
+            ) as http:
+                created = await http.post(
+                    "/api/v1/webhooks",
+                    headers={"Authorization": f"Bearer {key}"},
+                    json={"url": receiver_url, "events": ["widget.event"], "site_id": site.id},
+                )
+                assert created.status_code == 201, created.text
+                visitor = await start_visitor(http, site.id)
+
+                async def post_events(start: int) -> None:
+                    events = [
+                        {"type": "restart.probe", "data": {"n": start + i}} for i in range(50)
+                    ]
+                    response = await http.post(
+                        "/api/widget/v1/events", headers=visitor.auth, json={"events": events}
+                    )
+                    assert response.status_code == 202, response.text
+
+                for start in range(0, 200, 50):
+                    await post_events(start)
+                for _ in range(200):
+                    if len(receiver.received) >= 40:
+                        break
+                    await asyncio.sleep(0.05)
+                ids_before = {r.headers["webhook-id"] for r in receiver.received}
+                assert 40 <= len(ids_before) < 200  # deliveries are under way
+
+                await asyncio.to_thread(pg.stop, "fast")  # the worker meets a dead database
+                await asyncio.sleep(2)
+                assert services.worker.alive
+                await asyncio.to_thread(pg.start)
+
+                for start in range(200, 300, 50):
+                    await post_events(start)
+                delivered: set[str] = set()
+                for _ in range(400):  # until every delivery arrived and its result is stored
+                    delivered = {r.headers["webhook-id"] for r in receiver.received}
+                    async with services.db.read_scope() as session:
+                        rows = (
+                            await session.execute(
+                                select(WebhookDelivery.id, WebhookDelivery.status)
+                            )
+                        ).all()
+                        jobs = dict(
+                            (
+                                await session.execute(
+                                    select(Job.status, func.count()).group_by(Job.status)
+                                )
+                            ).all()
+                        )
+                    if len(delivered) >= 300 and jobs == {"succeeded": 300}:
+                        break
+                    await asyncio.sleep(0.05)
+            worker_task = services.worker._task
+            assert services.worker.alive and worker_task is not None and not worker_task.done()
+        assert len(rows) == 300
+        assert delivered == {delivery_id for delivery_id, _ in rows}  # every one arrived
+        assert {status for _, status in rows} == {"succeeded"}
+        assert jobs == {"succeeded": 300}  # none lost, none left running, none done twice
+        bodies: dict[str, bytes] = {}
+        for received in receiver.received:  # a repeat is the same delivery: same id, same body
+            assert bodies.setdefault(received.headers["webhook-id"], received.body) == received.body
+        numbers = sorted(json.loads(b)["data"]["data"]["n"] for b in bodies.values())
+        assert numbers == list(range(300))

@@ -23,7 +23,9 @@ order) and yields cursors at every depth; single pages at random depths from tho
 filters by site, by `status=open` (walked to its end), by both; the detail of random
 conversations and of the longest ones; a few text searches (`q`, a common word and an absent one).
 The first page, deep pages and details also run with `--concurrency` clients at once. Each
-scenario is bounded by `--requests` and `--scenario-s`.
+scenario is bounded by `--requests` and `--scenario-s`, and reports the CPU seconds used meanwhile
+by the server, this client, the bench database's PostgreSQL backends and everything else on the
+machine (`other`: a busy neighbour when it is not near zero; such numbers are upper bounds).
 
     .venv/bin/python -m bench.conversations_api                 # 100k conversations, 1M messages
     .venv/bin/python -m bench.conversations_api --conversations 10000 --messages 100000 --keep
@@ -507,6 +509,67 @@ def percentile(values: list[float], p: float) -> float | None:
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a process (Linux /proc), None when unavailable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def system_busy_cpu_s() -> float | None:
+    """CPU seconds every process on the machine has used (not idle or iowait), from /proc/stat."""
+    try:
+        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def database_backends_cpu_s(database: str) -> float:
+    """CPU seconds of the PostgreSQL backends serving the bench database (by process title)."""
+    total = 0.0
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            title = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if title.startswith("postgres") and f" {database} " in title:
+            total += process_cpu_s(int(proc.name)) or 0.0
+    return total
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """Where the machine's CPU went: to distinguish a slow server from a busy neighbour."""
+
+    server: float
+    client: float
+    database: float
+    system: float
+
+    @classmethod
+    def take(cls, server_pid: int, database: str) -> CpuSnapshot:
+        own = os.times()
+        return cls(
+            server=process_cpu_s(server_pid) or 0.0,
+            client=own.user + own.system,
+            database=database_backends_cpu_s(database),
+            system=system_busy_cpu_s() or 0.0,
+        )
+
+    def since(self, before: CpuSnapshot) -> dict[str, float]:
+        used = {
+            "server": self.server - before.server,
+            "client": self.client - before.client,
+            "database": self.database - before.database,
+        }
+        # Backends that closed meanwhile are missed; "other" is an upper bound of the neighbours.
+        used["other"] = max(0.0, self.system - before.system - sum(used.values()))
+        return {k: round(v, 2) for k, v in used.items()}
+
+
 @dataclass
 class Scenario:
     name: str
@@ -514,6 +577,7 @@ class Scenario:
     timings_ms: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
+    cpu_s: dict[str, float] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)
 
     def report(self) -> dict[str, Any]:
@@ -531,6 +595,8 @@ class Scenario:
             "errors": self.errors,
             "latency_ms": figures | {"max": round(max(values), 1) if values else None},
             "requests_per_s": round(len(values) / self.elapsed_s, 1) if self.elapsed_s else None,
+            "elapsed_s": round(self.elapsed_s, 2),
+            "cpu_s": self.cpu_s,
             "within_budget": p95 is not None and p95 <= BUDGET_P95_MS and not self.errors,
             "notes": self.notes,
         }
@@ -539,8 +605,17 @@ class Scenario:
 class Bench:
     """The scenarios, each with its own API key and its own bounds."""
 
-    def __init__(self, base: str, env: dict[str, str], requests: int, scenario_s: float) -> None:
+    def __init__(
+        self,
+        base: str,
+        env: dict[str, str],
+        requests: int,
+        scenario_s: float,
+        server_pid: int,
+        database: str,
+    ) -> None:
         self.base, self.env = base, env
+        self.server_pid, self.database = server_pid, database
         self.requests, self.scenario_s = requests, scenario_s
         self.rng = random.Random(20261122)
         self.results: list[Scenario] = []
@@ -583,15 +658,18 @@ class Bench:
         ) as client:
             # One unrecorded request: connections and the key's first-use write are warm.
             await client.get(API, params={"limit": 1})
+            cpu = CpuSnapshot.take(self.server_pid, self.database)
             began = time.perf_counter()
             await body(client, scenario, time.monotonic() + self.scenario_s)
             scenario.elapsed_s = time.perf_counter() - began
+            scenario.cpu_s = CpuSnapshot.take(self.server_pid, self.database).since(cpu)
         self.results.append(scenario)
         report = scenario.report()
         lat = report["latency_ms"]
         print(
             f"   {name}: {report['ok']} ok, {sum(scenario.errors.values())} errors,"
-            f" p50 {lat['p50']} p95 {lat['p95']} p99 {lat['p99']} max {lat['max']} ms",
+            f" p50 {lat['p50']} p95 {lat['p95']} p99 {lat['p99']} max {lat['max']} ms;"
+            f" CPU s {scenario.cpu_s}",
             flush=True,
         )
         return scenario
@@ -828,7 +906,7 @@ def machine() -> dict[str, Any]:
 
 
 def print_table(scenarios: list[dict[str, Any]]) -> None:
-    header = ("scenario", "ok", "errors", "p50", "p95", "p99", "max", "req/s", "p95≤50")
+    header = ("scenario", "ok", "errors", "p50", "p95", "p99", "max", "req/s", "p95≤50", "other")
     width = max(len(s["name"]) for s in scenarios)
     print(f"{header[0]:<{width}} " + " ".join(f"{h:>7}" for h in header[1:]))
     for s in scenarios:
@@ -842,6 +920,7 @@ def print_table(scenarios: list[dict[str, Any]]) -> None:
             lat["max"],
             s["requests_per_s"],
             "yes" if s["within_budget"] else "NO",
+            s["cpu_s"].get("other"),
         )
         print(f"{s['name']:<{width}} " + " ".join(f"{c!s:>7}" for c in cells))
 
@@ -956,7 +1035,9 @@ def _measure(
         raise SystemExit(f"the database holds {conversations} / {messages}, not the dataset")
     print("== frontdesk serve")
     process = start_server(env, port, data_dir / "server.log")
-    bench = Bench(f"http://127.0.0.1:{port}", env, args.requests, args.scenario_s)
+    bench = Bench(
+        f"http://127.0.0.1:{port}", env, args.requests, args.scenario_s, process.pid, name
+    )
     try:
         asyncio.run(run_scenarios(bench, site_ids, longest, conversations, args.concurrency))
     finally:

@@ -79,16 +79,15 @@ async def test_not_built_says_so(
 
 @pytest.fixture
 async def prefixed(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """An app whose public URL has a path. Its lifespan is not run: serving the page needs only
+    the settings (no database, broker or worker)."""
     settings = load_settings(
         data_dir=tmp_path / "data", public_url="https://desk.example/support/desk"
     )
     app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="https://desk.example"
-        ) as http,
-    ):
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="https://desk.example"
+    ) as http:
         yield http
 
 

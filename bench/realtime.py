@@ -79,6 +79,8 @@ from typing import Any
 import httpx
 import orjson
 
+from bench import footprint
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -727,13 +729,16 @@ def cli_json(argv: list[str], env: dict[str, str]) -> dict[str, Any]:
 
 @contextmanager
 def running_server(
-    kind: str, ws: str, *, server_cpu: int | None, demo: bool = False
+    kind: str, ws: str, *, server_cpu: int | None, demo: bool = False, traced: bool = False
 ) -> Iterator[Server]:
     """Start FrontDesk (migrated, with an admin key and a bench site) or the socket.io target on
-    a free port, pinned to `server_cpu`; always stopped on the way out."""
+    a free port, pinned to `server_cpu`; always stopped on the way out. `traced`: the server
+    traces allocations (bench/footprint.py)."""
     with tempfile.TemporaryDirectory(prefix="fd-rt-") as tmp:
         data_dir, port = Path(tmp), free_port()
         env, log_path = base_env(data_dir, port, demo=demo), data_dir / "server.log"
+        if traced:
+            env[footprint.ENV] = str(data_dir)
         api_key = None
         if kind == "frontdesk":
             command = frontdesk_command()
@@ -795,6 +800,7 @@ def serve_frontdesk(ws: str, host: str, port: int) -> None:
     from frontdesk.server import uvicorn_config
 
     raise_nofile()
+    footprint.install_from_env()
     settings = load_settings()
     configure_logging(settings.log_level)
     config = uvicorn_config(create_app(settings), settings, host=host, port=port)
@@ -874,6 +880,7 @@ def serve_bare(ws: str, host: str, port: int) -> None:
     from frontdesk.server import uvicorn_config
 
     raise_nofile()
+    footprint.install_from_env()
     settings = load_settings()
     config = uvicorn_config(bare_app(), settings, host=host, port=port)
     config.ws = ws
@@ -1009,7 +1016,7 @@ async def warm_up(server: Server, dialect: Dialect) -> None:
 
 
 async def scenario_idle(
-    server: Server, sizes: list[int], hold_s: float, *, keepalive: bool
+    server: Server, sizes: list[int], hold_s: float, *, keepalive: bool, traced: bool = False
 ) -> dict[str, Any]:
     visitor = None
     if server.kind == "frontdesk":
@@ -1019,6 +1026,7 @@ async def scenario_idle(
     dialect = dialect_for(server, visitor)
     await warm_up(server, dialect)
     keeper = await Keeper.open(server, dialect, visitor, keepalive)
+    snapshots = [footprint.take(server.pid, server.data_dir, 0)] if traced else []
     baseline = rss_kb(server.pid) or 0
     conns: list[WsConn] = []
     rows: list[dict[str, Any]] = []
@@ -1066,6 +1074,11 @@ async def scenario_idle(
                 }
             )  # fmt: skip
             print_rows("idle", server, rows[-1:], header=len(rows) == 1)
+            if traced:
+                snapshots.append(footprint.take(server.pid, server.data_dir, len(snapshots)))
+                report = footprint.per_connection(snapshots[0], snapshots[-1], alive)
+                rows[-1]["tracemalloc"] = report
+                footprint.print_report(report)
     finally:
         for conn in conns:
             conn.abort()
@@ -1075,6 +1088,7 @@ async def scenario_idle(
         "failures": dict(failures),
         "failure_examples": examples,
         "keepalive_beats": keeper.beats,
+        "traced": traced,  # allocations traced: RSS and CPU are not comparable with other runs
     }
 
 
@@ -1756,6 +1770,7 @@ class RunSpec:
     until_undelivered: bool = False  # fan-out: stop after the first size that does not deliver
     tokens: int = 60  # upstream: tokens per answer
     token_rate: float = 30.0  # upstream: tokens per second
+    traced: bool = False  # idle: where each connection's memory goes (bench/footprint.py)
 
 
 def pin_client() -> tuple[int | None, str]:
@@ -1779,12 +1794,15 @@ async def run_spec(spec: RunSpec, server_cpu: int | None) -> list[Path]:
     written: list[Path] = []
     label_ws = spec.ws
     if spec.scenario == "idle":
-        with running_server(spec.target, spec.ws, server_cpu=server_cpu) as server:
+        with running_server(
+            spec.target, spec.ws, server_cpu=server_cpu, traced=spec.traced
+        ) as server:
             data = await scenario_idle(
-                server, list(spec.sizes), spec.hold_s, keepalive=spec.keepalive
+                server, list(spec.sizes), spec.hold_s, keepalive=spec.keepalive, traced=spec.traced
             )
             data["hold_s"] = spec.hold_s
-            written.append(write_result(f"{spec.target}-{label_ws}-idle", server, "idle", data))
+            name = f"{spec.target}-{label_ws}-idle" + ("-traced" if spec.traced else "")
+            written.append(write_result(name, server, "idle", data))
     elif spec.scenario == "fanout":
         for size in spec.sizes:
             with running_server(spec.target, spec.ws, server_cpu=server_cpu) as server:
@@ -1904,7 +1922,7 @@ def load_results() -> list[dict[str, Any]]:
 
 def report(chosen: str) -> None:
     docs = load_results()
-    idle = [d for d in docs if d["scenario"] == "idle"]
+    idle = [d for d in docs if d["scenario"] == "idle" and not d["result"].get("traced")]
     fanout = [d for d in docs if d["scenario"] == "fanout"]
     stream = [d for d in docs if d["scenario"] == "stream"]
     print("\n## Idle hold (RSS per connection = (RSS after hold - RSS before) / connections)")
@@ -2000,6 +2018,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--tokens", type=int, default=60, help="upstream: tokens per answer")
     run.add_argument("--token-rate", type=float, default=30.0, help="upstream: tokens/s")
     run.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="idle: bytes per connection by allocation site (slow; RSS not comparable)",
+    )
+    run.add_argument(
         "--no-keepalive",
         dest="keepalive",
         action="store_false",
@@ -2058,6 +2081,7 @@ def main(argv: list[str] | None = None) -> int:
         keepalive=args.keepalive,
         tokens=args.tokens,
         token_rate=args.token_rate,
+        traced=args.tracemalloc,
     )
     return run_specs([spec], budget_s=float("inf"))
 

@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await services.close()
             process_stopped()
 
-    app = FastAPI(
+    app = realtime.FrontDeskApp(  # `/ws/chat` served ahead of the middleware stack
         title="FrontDesk",
         version=__version__,
         description=DESCRIPTION,

@@ -25,6 +25,8 @@ from frontdesk.notifications.fanout import DIGEST_JOB, EMAIL_JOB, NotificationFa
 from frontdesk.notifications.mailer import Mailer
 from frontdesk.queries.sites import KnownOrigins, SiteDirectory
 from frontdesk.realtime.broker import RESYNC, Broker, MemoryBroker
+from frontdesk.realtime.deadlines import Deadlines
+from frontdesk.realtime.hub import ConversationHub
 from frontdesk.realtime.limits import ConnectionLimits
 from frontdesk.realtime.redis_broker import RedisBroker
 from frontdesk.responders.breaker import MemoryBreakerStore, RedisBreakerStore
@@ -73,8 +75,10 @@ class Services:
     webhook_client: WebhookClient
     known_origins: KnownOrigins
     connection_limits: ConnectionLimits
+    hub: ConversationHub
     redis: Redis | None = None
     realtime_stats: Counter[str] = field(default_factory=Counter)
+    token_deadlines: Deadlines = field(default_factory=Deadlines)  # when chat sockets expire
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -149,6 +153,7 @@ class Services:
                 per_site=settings.ws_max_per_site,
                 per_process=settings.ws_max_per_process,
             ),
+            hub=ConversationHub(settings, db, broker),
             redis=redis,
         )
 
@@ -181,6 +186,7 @@ class Services:
         await self.turns.drain()
         await self.webhook_client.aclose()
         await self.responders.close()
+        await self.hub.close()
         await self.broker.close()
         await self.db.dispose()
         if self.redis is not None:

@@ -138,3 +138,11 @@ async def recent_messages(session: AsyncSession, conversation_id: str, limit: in
 async def find_reply(session: AsyncSession, message_id: str) -> Message | None:
     stmt = select(Message).where(Message.reply_to_id == message_id).order_by(Message.seq).limit(1)
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def conversation_heads(session: AsyncSession, conversation_ids: list[str]) -> dict[str, int]:
+    """The last `seq` stored in each of these conversations (missing ones are left out)."""
+    stmt = select(Conversation.id, Conversation.last_seq).where(
+        Conversation.id.in_(conversation_ids)
+    )
+    return {row.id: row.last_seq for row in await session.execute(stmt)}

@@ -1,26 +1,33 @@
 """The broker: at-most-once publish/subscribe between the parts of the app (and processes).
 
-One small interface, `Broker`, with an in-process implementation here. Subscribers get bounded
-queues; a subscriber that falls behind loses publications rather than slowing the publisher, which
-is safe because every consumer can repair from the database (messages by `seq`, events by offset).
+One small interface, `Broker`, with an in-process implementation here. A channel has listeners:
+plain callbacks that `publish` calls in order, synchronously, without awaiting anything (they
+queue or hand off what would block; one that raises is logged and the others still run).
+`subscribe` is the iterator form on top of that: a bounded queue per subscriber, for consumers
+that want a task of their own. A subscriber that falls behind loses publications rather than
+slowing the publisher, which is safe because every consumer can repair from the database
+(messages by `seq`, events by offset).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
+log = logging.getLogger(__name__)
+
 RESYNC = b""
-"""Delivered to every subscription after the broker lost publications (e.g. Redis came back):
-the subscriber must repair from the database."""
+"""Delivered to every listener after the broker lost publications (e.g. Redis came back): the
+listener must repair from the database."""
+
+Listener = Callable[[bytes], None]
 
 
 class Subscription(Protocol):
     def __aiter__(self) -> AsyncIterator[bytes]: ...
-
-    async def next(self, timeout_s: float) -> bytes | None: ...
 
     @property
     def dropped(self) -> int: ...
@@ -32,6 +39,10 @@ class Broker(Protocol):
     async def close(self) -> None: ...
 
     async def publish(self, channel: str, payload: bytes) -> None: ...
+
+    async def listen(self, channel: str, listener: Listener) -> None: ...
+
+    async def unlisten(self, channel: str, listener: Listener) -> None: ...
 
     def subscribe(self, channel: str) -> AbstractAsyncContextManager[Subscription]: ...
 
@@ -58,21 +69,13 @@ class _QueueSubscription:
         while True:
             yield await self.queue.get()
 
-    async def next(self, timeout_s: float) -> bytes | None:
-        """The next publication, or None after `timeout_s` of silence. (Cancelling a queue read
-        is safe; cancelling an async generator's `anext` would end the generator.)"""
-        try:
-            return await asyncio.wait_for(self.queue.get(), timeout_s)
-        except TimeoutError:
-            return None
-
 
 class MemoryBroker:
     """Fan-out inside one process."""
 
     def __init__(self, queue_size: int = 1000) -> None:
         self.queue_size = queue_size
-        self._channels: dict[str, set[_QueueSubscription]] = {}
+        self._channels: dict[str, list[Listener]] = {}
 
     async def start(self) -> None:
         return None
@@ -85,27 +88,58 @@ class MemoryBroker:
         return True
 
     async def publish(self, channel: str, payload: bytes) -> None:
-        for subscription in tuple(self._channels.get(channel, ())):
-            subscription.offer(payload)
+        self.deliver(channel, payload)
+
+    def deliver(self, channel: str, payload: bytes) -> None:
+        listeners = self._channels.get(channel)
+        if not listeners:
+            return
+        for listener in tuple(listeners):  # a listener may remove itself (or others)
+            try:
+                listener(payload)
+            except Exception:
+                log.exception("broker listener failed", extra={"channel": channel})
 
     def resync_all(self) -> None:
-        for subscriptions in self._channels.values():
-            for subscription in subscriptions:
-                subscription.offer(RESYNC)
+        for channel in list(self._channels):
+            self.deliver(channel, RESYNC)
 
     @property
     def channels(self) -> list[str]:
         return list(self._channels)
 
-    @asynccontextmanager
-    async def subscribe(self, channel: str) -> AsyncIterator[_QueueSubscription]:
-        subscription = _QueueSubscription(self.queue_size)
-        self._channels.setdefault(channel, set()).add(subscription)
+    def add_listener(self, channel: str, listener: Listener) -> None:
+        self._channels.setdefault(channel, []).append(listener)
+
+    def remove_listener(self, channel: str, listener: Listener) -> None:
+        listeners = self._channels.get(channel)
+        if listeners is None:
+            return
         try:
-            yield subscription
-        finally:
-            subscribers = self._channels.get(channel)
-            if subscribers is not None:
-                subscribers.discard(subscription)
-                if not subscribers:
-                    del self._channels[channel]
+            listeners.remove(listener)
+        except ValueError:
+            return
+        if not listeners:
+            del self._channels[channel]
+
+    async def listen(self, channel: str, listener: Listener) -> None:
+        self.add_listener(channel, listener)
+
+    async def unlisten(self, channel: str, listener: Listener) -> None:
+        self.remove_listener(channel, listener)
+
+    def subscribe(self, channel: str) -> AbstractAsyncContextManager[_QueueSubscription]:
+        return queue_subscription(self, channel, self.queue_size)
+
+
+@asynccontextmanager
+async def queue_subscription(
+    broker: Broker, channel: str, queue_size: int
+) -> AsyncIterator[_QueueSubscription]:
+    """`subscribe` for any broker: a bounded queue fed by a listener."""
+    subscription = _QueueSubscription(queue_size)
+    await broker.listen(channel, subscription.offer)
+    try:
+        yield subscription
+    finally:
+        await broker.unlisten(channel, subscription.offer)

@@ -4,19 +4,26 @@ Life of a connection: the handshake's `Origin` must be one some site allows (els
 frame must be `auth` within the auth timeout (else 4408) with a valid access token (else 4401)
 whose site allows the origin (else 4403); connection limits apply (4429). Then `join`, `send`,
 `typing`, `ping` in any order. Frames are answered on the connection's `Outbox`; every joined
-conversation has a `ConversationFeed` that keeps delivery complete and ordered.
+conversation has a `ConversationFeed` in the process's `ConversationHub`, which keeps delivery
+complete and ordered.
+
+A connection is many per process and mostly idle, so it holds little: this object (slotted), its
+outbox, a feed per joined conversation, the token-expiry timer, and the one coroutine that reads
+its frames. It is spoken in plain ASGI (`AsgiSocket`), dispatched ahead of the middleware stack.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.types import Receive, Scope
+from starlette.types import Send as AsgiSend
 
 from frontdesk.api.deps import check_origin
 from frontdesk.chat import accept_visitor_message
@@ -39,35 +46,47 @@ from frontdesk.realtime.frames import (
     chat_frames,
     error_frame,
 )
-from frontdesk.realtime.sockets import Close, close_quietly, connection_outbox
+from frontdesk.realtime.sockets import AsgiSocket, Close, Disconnected, connection_outbox
 from frontdesk.security.tokens import VisitorClaims
 from frontdesk.services import Services
 
 log = logging.getLogger(__name__)
+CHAT_PATH = "/ws/chat"
 MAX_JOINED = 20
 ABUSE_LIMIT = 10  # rate-limited frames within ABUSE_WINDOW_S before the socket is closed
 ABUSE_WINDOW_S = 60.0
+_closing: set[asyncio.Task[None]] = set()  # closes on token expiry, referenced until done
 
 
-class ChatSocket:
-    def __init__(self, ws: WebSocket, services: Services, ip: str | None) -> None:
-        self.ws = ws
+class ChatSocket(AsgiSocket):
+    __slots__ = (
+        "_expiry",
+        "_rate_limited_at",
+        "claims",
+        "feeds",
+        "ip",
+        "origin",
+        "outbox",
+        "services",
+        "site",
+    )
+
+    def __init__(
+        self, scope: Scope, receive: Receive, send: AsgiSend, services: Services, ip: str | None
+    ) -> None:
+        super().__init__(scope, receive, send, CHAT_PATH)
         self.services = services
-        self.settings = services.settings
         self.ip = ip
-        self.origin = ws.headers.get("origin")
+        self.origin = self.header(b"origin")
         self.claims: VisitorClaims | None = None
         self.site: SiteView | None = None
         self.feeds: dict[str, ConversationFeed] = {}
-        self.outbox = connection_outbox(ws, services)
-        self._rate_limited_at: list[float] = []
-        self._expiry: asyncio.TimerHandle | None = None
-
-    async def _close(self, code: int, reason: str) -> None:
-        await close_quietly(self.ws, code, reason)
+        self.outbox = connection_outbox(self, services)
+        self._rate_limited_at: list[float] | None = None
+        self._expiry: int | None = None  # the token's bucket in `services.token_deadlines`
 
     async def run(self) -> None:
-        await self.ws.accept()
+        await self.accept()
         limits = self.services.connection_limits
         acquired = False
         try:
@@ -77,28 +96,30 @@ class ChatSocket:
             acquired = limits.acquire(self.ip, self.claims.site_id)
             if not acquired:
                 raise Close(CLOSE_RATE_LIMITED, "too many connections")
-            self.outbox.start()
             self.outbox.send(
                 {
                     "type": "ready",
                     "visitor_id": self.claims.visitor_id,
-                    "heartbeat_s": self.settings.ws_heartbeat_s,
+                    "heartbeat_s": self.services.settings.ws_heartbeat_s,
                 }
             )
             self._schedule_expiry()
-            await self._loop()
+            # An idle connection waits here. Nothing of the previous frame stays referenced
+            # while it waits (no local variable holds it).
+            while True:
+                await self._handle(self.text_of(await self.receive()))
         except Close as close:
             await self.outbox.drain(0.5)
-            await self._close(close.code, close.reason)
-        except WebSocketDisconnect:
+            await self.close(close.code, close.reason)
+        except Disconnected:
             pass
         finally:
             if acquired:
                 limits.release(self.ip, self.claims.site_id if self.claims else None)
             if self._expiry is not None:
-                self._expiry.cancel()
+                self.services.token_deadlines.clear(self, self._expiry)
             for feed in self.feeds.values():
-                await feed.stop()
+                await self.services.hub.unfollow(feed)
             await self.outbox.stop()
 
     async def _check_handshake_origin(self) -> None:
@@ -108,25 +129,14 @@ class ChatSocket:
             metrics.origin_rejected("handshake")
             raise Close(CLOSE_ORIGIN, "origin not allowed")
 
-    async def _receive(self) -> dict[str, Any] | None:
-        """The next frame as a dict, or None (after an error frame) when it is not JSON."""
-        text = await self.ws.receive_text()
-        try:
-            frame = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            frame = None
-        if not isinstance(frame, dict):
-            self.outbox.send(error_frame("invalid_request", "Frames are JSON objects."))
-            return None
-        return frame
-
     async def _authenticate(self) -> None:
         try:
-            text = await asyncio.wait_for(self.ws.receive_text(), self.settings.ws_auth_timeout_s)
+            async with asyncio.timeout(self.services.settings.ws_auth_timeout_s):
+                text = self.text_of(await self.receive())
         except TimeoutError as exc:
             raise Close(CLOSE_AUTH_TIMEOUT, "no auth frame in time") from exc
         try:
-            frame = Auth.model_validate_json(text)
+            frame = Auth.model_validate_json(text or "")
         except ValidationError as exc:
             raise Close(CLOSE_UNAUTHORIZED, "the first frame must be auth") from exc
         await self._apply_auth(frame)
@@ -148,29 +158,37 @@ class ChatSocket:
     def _schedule_expiry(self) -> None:
         """Close with 4401 when the access token expires, unless a fresh `auth` came first."""
         assert self.claims is not None
-        if self._expiry is not None:
-            self._expiry.cancel()
-        delay = max(0.0, self.claims.expires_at - time.time())
-        loop = asyncio.get_running_loop()
-        self._expiry = loop.call_later(
-            delay, lambda: loop.create_task(self._close(CLOSE_UNAUTHORIZED, "token expired"))
-        )
+        deadlines = self.services.token_deadlines
+        self._expiry = deadlines.set(self, self.claims.expires_at, self._expiry)
 
-    async def _loop(self) -> None:
-        while True:
-            raw = await self._receive()
-            if raw is None:
-                continue
-            try:
-                frame = chat_frames.validate_python(raw)
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(p) for p in first.get("loc", ()))
-                self.outbox.send(
-                    error_frame("invalid_request", f"{where}: {first.get('msg')}".strip(": "))
-                )
-                continue
-            await self._dispatch(frame)
+    def expired(self) -> None:
+        self._expiry = None
+        task = asyncio.get_running_loop().create_task(
+            self.close(CLOSE_UNAUTHORIZED, "token expired")
+        )
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
+
+    async def _handle(self, text: str | None) -> None:
+        """One client frame: parsed, checked against the contract, then acted on; anything else
+        is answered with an `invalid_request` error frame."""
+        raw = None
+        if text is not None:
+            with contextlib.suppress(orjson.JSONDecodeError):
+                raw = orjson.loads(text)
+        if not isinstance(raw, dict):
+            self.outbox.send(error_frame("invalid_request", "Frames are JSON objects."))
+            return
+        try:
+            frame = chat_frames.validate_python(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ()))
+            self.outbox.send(
+                error_frame("invalid_request", f"{where}: {first.get('msg')}".strip(": "))
+            )
+            return
+        await self._dispatch(frame)
 
     async def _dispatch(self, frame: Auth | Join | Leave | Send | Typing | Ping) -> None:
         if isinstance(frame, Ping):
@@ -183,9 +201,9 @@ class ChatSocket:
         elif isinstance(frame, Leave):
             feed = self.feeds.pop(frame.conversation_id, None)
             if feed is not None:
-                await feed.stop()
+                await self.services.hub.unfollow(feed)
         elif isinstance(frame, Send):
-            await self._send(frame)
+            await self._send_message(frame)
         else:
             await self._typing(frame)
 
@@ -203,22 +221,16 @@ class ChatSocket:
     async def _join(self, frame: Join) -> None:
         if not await self._check_access(frame.conversation_id):
             return
+        hub = self.services.hub
         previous = self.feeds.pop(frame.conversation_id, None)
         if previous is not None:
-            await previous.stop()
+            await hub.unfollow(previous)
         if len(self.feeds) >= MAX_JOINED:
             self.outbox.send(error_frame("invalid_request", f"Join at most {MAX_JOINED}."))
             return
-        feed = ConversationFeed(
-            frame.conversation_id,
-            db=self.services.db,
-            broker=self.services.broker,
-            outbox=self.outbox,
-            after_seq=frame.after_seq,
-            check_every_s=self.settings.ws_feed_check_s,
-        )
+        feed = ConversationFeed(frame.conversation_id, self.outbox, frame.after_seq)
         self.feeds[frame.conversation_id] = feed
-        messages, has_more = await feed.start()
+        messages, has_more = await hub.follow(feed)
         self.outbox.send(
             {
                 "type": "joined",
@@ -228,9 +240,9 @@ class ChatSocket:
                 "last_seq": feed.last_seq,
             }
         )
-        feed.release()
+        hub.go_live(feed, has_more)
 
-    async def _send(self, frame: Send) -> None:
+    async def _send_message(self, frame: Send) -> None:
         assert self.claims is not None and self.site is not None
         try:
             accepted = await accept_visitor_message(
@@ -261,9 +273,10 @@ class ChatSocket:
 
     def _note_rate_limited(self) -> None:
         now = time.monotonic()
-        self._rate_limited_at = [t for t in self._rate_limited_at if now - t < ABUSE_WINDOW_S]
-        self._rate_limited_at.append(now)
-        if len(self._rate_limited_at) > ABUSE_LIMIT:
+        recent = [t for t in self._rate_limited_at or () if now - t < ABUSE_WINDOW_S]
+        recent.append(now)
+        self._rate_limited_at = recent
+        if len(recent) > ABUSE_LIMIT:
             raise Close(CLOSE_RATE_LIMITED, "rate limited")
 
     async def _typing(self, frame: Typing) -> None:

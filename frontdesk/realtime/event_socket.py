@@ -72,7 +72,6 @@ class EventSocket:
             acquired = limits.acquire(self.ip, self.principal.site_id)
             if not acquired:
                 raise Close(CLOSE_RATE_LIMITED, "too many connections")
-            self.outbox.start()
             if self.principal.kind == "operator":
                 notified = asyncio.Event()
                 self._notifications = asyncio.create_task(self._notify(notified))

@@ -1,128 +1,199 @@
-"""A conversation feed: one joined conversation on one connection, complete and in order.
+"""Conversation feeds: every local connection following one conversation, complete and in order.
 
-The feed remembers the last `seq` it delivered. A live message with the next `seq` is sent at
-once; one already delivered is dropped; one further ahead means publications were lost, so the
-missing messages are read from the database first. `RESYNC` from the broker (Redis came back)
-and a periodic check catch a loss with nothing after it. Deltas and typing pass through.
+A `ConversationFeed` is one connection's place in one conversation: the last `seq` it was sent
+and the outbox to send to. All feeds of a conversation in this process share one
+`ConversationChannel`, which is the broker listener for `conversation:{id}`: each publication is
+decoded once and each outgoing frame encoded once, and the same text goes to every feed.
+
+A live message with the next `seq` of a feed is sent at once; one already sent is dropped; one
+further ahead means publications were lost, so the channel reads the missing messages from the
+database (one read for all its feeds) and sends them in order; it does the same on `RESYNC` (the
+broker lost publications), for a feed that joined with more history than one page, and when the
+hub's quiet check finds the database ahead of the feeds. While that repair runs, live messages
+are left to it (it reads until it has everything published so far), so a feed never receives
+messages out of order. Deltas (unless their answer was already stored) and typing pass through.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from typing import Any
+import logging
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from frontdesk.db import Database
 from frontdesk.models import message_public
 from frontdesk.queries.conversations import list_messages
-from frontdesk.realtime.broker import RESYNC, Broker
+from frontdesk.realtime.broker import RESYNC
+from frontdesk.realtime.frames import encode
 from frontdesk.realtime.outbox import Outbox
 
+if TYPE_CHECKING:
+    from frontdesk.db import Database
+
+log = logging.getLogger(__name__)
 PAGE = 200
+RECENT_ANSWERS = 8  # stored messages remembered per conversation, to drop their late deltas
 
 
 class ConversationFeed:
-    def __init__(
-        self,
-        conversation_id: str,
-        *,
-        db: Database,
-        broker: Broker,
-        outbox: Outbox,
-        after_seq: int,
-        check_every_s: float = 15.0,
-    ) -> None:
+    """One connection following one conversation. Not `live` until its `joined` frame is out:
+    nothing live may go before it."""
+
+    __slots__ = ("conversation_id", "last_seq", "live", "outbox")
+
+    def __init__(self, conversation_id: str, outbox: Outbox, after_seq: int) -> None:
         self.conversation_id = conversation_id
-        self.db = db
-        self.broker = broker
         self.outbox = outbox
         self.last_seq = after_seq
-        self.check_every_s = check_every_s
-        self._task: asyncio.Task[None] | None = None
-        self._subscribed = asyncio.Event()
-        self._released = asyncio.Event()
-        self._answered: set[str] = set()
-        self.gap_fills = 0
+        self.live = False
 
-    async def start(self) -> tuple[list[dict[str, Any]], bool]:
-        """Subscribe, then read history after `last_seq`; returns (messages, has_more)."""
-        self._task = asyncio.create_task(self._run())
-        await self._subscribed.wait()
-        async with self.db.read_scope() as session:
-            rows, has_more = await list_messages(
-                session, self.conversation_id, after_seq=self.last_seq, limit=PAGE
-            )
-        messages = [message_public(m) for m in rows]
-        if messages:
-            self.last_seq = messages[-1]["seq"]
-        return messages, has_more
 
-    def release(self) -> None:
-        """Start delivering live frames (call right after sending `joined`)."""
-        self._released.set()
+class ConversationChannel:
+    """The feeds of one conversation in this process, and its broker listener."""
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+    __slots__ = (
+        "_again",
+        "_repair",
+        "_stored",
+        "conversation_id",
+        "db",
+        "feeds",
+        "head",
+        "heard",
+        "name",
+        "subscribing",
+    )
 
-    async def _run(self) -> None:
-        channel = f"conversation:{self.conversation_id}"
-        async with self.broker.subscribe(channel) as subscription:
-            self._subscribed.set()
-            await self._released.wait()  # nothing live goes out before `joined`
-            while True:
-                payload = await subscription.next(self.check_every_s)
-                if payload is None:  # quiet for a while: make sure nothing was lost
-                    await self.catch_up()
-                    continue
-                if payload == RESYNC:
-                    await self.catch_up()
-                else:
-                    await self._handle(orjson.loads(payload))
+    def __init__(self, conversation_id: str, db: Database) -> None:
+        self.conversation_id = conversation_id
+        self.name = f"conversation:{conversation_id}"
+        self.db = db
+        self.feeds: set[ConversationFeed] = set()
+        self.head = 0  # the highest `seq` this channel knows to be stored
+        self.heard = False  # a publication since the hub's last quiet check
+        self.subscribing: asyncio.Future[None] | None = None  # until the broker listens
+        self._stored: list[str] | None = None  # ids of the last messages stored
+        self._repair: asyncio.Task[None] | None = None
+        self._again = False
 
-    async def _handle(self, envelope: dict[str, Any]) -> None:
+    def __call__(self, payload: bytes) -> None:
+        """The broker listener: one publication on `conversation:{id}`."""
+        self.heard = True
+        if payload == RESYNC:
+            self.repair()
+            return
+        envelope = orjson.loads(payload)
         kind = envelope.get("kind")
         if kind == "event":
             event = envelope["event"]
             if event.get("type") == "message.created":
-                await self._deliver(event["data"]["message"])
+                self._message(event["data"]["message"])
         elif kind == "delta":
             frame = envelope["frame"]
-            if frame.get("message_id") not in self._answered:
-                self.outbox.send(frame)
+            if self._stored is None or frame.get("message_id") not in self._stored:
+                for feed in self.feeds:
+                    if feed.live:
+                        feed.outbox.send(frame)  # the outbox merges deltas per answer
         elif kind in ("typing", "frame"):
-            self.outbox.send(envelope["frame"])
+            text = encode(envelope["frame"])
+            for feed in self.feeds:
+                if feed.live:
+                    feed.outbox.send_text(text)
 
-    async def _deliver(self, message: dict[str, Any]) -> None:
+    def _note_stored(self, message: dict[str, Any]) -> int:
         seq = int(message["seq"])
-        if seq <= self.last_seq:
-            return
-        if seq > self.last_seq + 1:
-            self.gap_fills += 1
-            await self.catch_up()
-            if seq <= self.last_seq:
-                return
-        self._send(message)
+        if seq > self.head:
+            self.head = seq
+        if self._stored is None:
+            self._stored = []
+        self._stored.append(str(message["id"]))
+        if len(self._stored) > RECENT_ANSWERS:
+            del self._stored[0]
+        return seq
 
-    def _send(self, message: dict[str, Any]) -> None:
-        self._answered.add(str(message["id"]))
-        if len(self._answered) > 1000:
-            self._answered.clear()
-        self.outbox.send({"type": "message", "message": message})
-        self.last_seq = int(message["seq"])
+    def _message(self, message: dict[str, Any]) -> None:
+        seq = self._note_stored(message)
+        if self._repair is not None:
+            return  # the repair reads up to `head`, in order
+        previous, text, behind = seq - 1, None, False
+        for feed in self.feeds:
+            if not feed.live:
+                continue
+            if feed.last_seq == previous:
+                if text is None:
+                    text = encode({"type": "message", "message": message})
+                feed.last_seq = seq
+                feed.outbox.send_text(text)
+            elif feed.last_seq < previous:
+                behind = True
+        if behind:
+            self.repair()
 
-    async def catch_up(self) -> None:
-        """Send every stored message after `last_seq`, in order."""
+    def go_live(self, feed: ConversationFeed, has_more: bool) -> None:
+        """Deliver live frames to `feed` from now on (its `joined` is out). Anything stored after
+        its history page, or published while it was read, comes from the database."""
+        feed.live = True
+        if has_more or feed.last_seq < self.head:
+            self.repair()
+
+    def repair(self) -> None:
+        """Read from the database what the feeds are missing (one repair at a time; a request
+        during one makes it read again)."""
+        if self._repair is None:
+            self._repair = asyncio.get_running_loop().create_task(self._run_repair())
+        else:
+            self._again = True
+
+    async def _run_repair(self) -> None:
+        try:
+            while True:
+                self._again = False
+                await self._catch_up()
+                if not self._again:
+                    return
+        except Exception:  # the database is away: the next publication or quiet check retries
+            log.warning(
+                "conversation repair failed",
+                extra={"conversation_id": self.conversation_id},
+                exc_info=True,
+            )
+        finally:
+            self._repair = None
+
+    async def _catch_up(self) -> None:
         while True:
+            live = [feed for feed in self.feeds if feed.live]
+            if not live:
+                return
+            head_before = self.head
             async with self.db.read_scope() as session:
                 rows, has_more = await list_messages(
-                    session, self.conversation_id, after_seq=self.last_seq, limit=PAGE
+                    session,
+                    self.conversation_id,
+                    after_seq=min(f.last_seq for f in live),
+                    limit=PAGE,
                 )
+            delivered = False
             for row in rows:
-                self._send(message_public(row))
-            if not has_more:
+                message = message_public(row)
+                self._note_stored(message)
+                text = None
+                for feed in self.feeds:
+                    if feed.live and feed.last_seq == row.seq - 1:
+                        if text is None:
+                            text = encode({"type": "message", "message": message})
+                        feed.last_seq = row.seq
+                        feed.outbox.send_text(text)
+                        delivered = True
+            if has_more:
+                continue
+            if all(feed.last_seq >= self.head for feed in self.feeds if feed.live):
                 return
+            if not delivered and self.head == head_before:
+                return  # what is missing is not in the database (deleted meanwhile)
+
+    def close(self) -> None:
+        if self._repair is not None:
+            self._repair.cancel()
+            self._repair = None

@@ -1,10 +1,14 @@
 """A connection's outbox: ordered, bounded in bytes, with answer deltas coalesced.
 
-Frames are queued and written by one task, so a client that reads slowly only ever delays itself.
-When the bytes waiting pass `max_bytes`, the connection is a slow consumer: the outbox stops and
-the connection is closed with `CLOSE_SLOW_CONSUMER`; the client resumes from its last `seq`.
-Deltas for the same answer are merged and sent at most once per `flush_ms`; any other frame first
-flushes pending deltas, so nothing is ever reordered.
+A frame is written at once, in the caller's turn of the event loop, when nothing waits before
+it (`start_eagerly`): an idle connection holds no task and a delivered frame costs no task hop.
+When the transport pushes back (the client is not reading), that write and every frame queued
+behind it are finished by one drain task, which ends when the queue is empty; so a client that
+reads slowly only ever delays itself. When the bytes waiting pass `max_bytes`, the connection is
+a slow consumer: the outbox stops and the connection is closed with `CLOSE_SLOW_CONSUMER`; the
+client resumes from its last `seq`. Deltas for the same answer are merged and sent at most once
+per `flush_ms`; any other frame first flushes pending deltas, so nothing is ever reordered.
+A write that fails (the client is gone) closes the outbox; the socket's own loop ends it.
 """
 
 from __future__ import annotations
@@ -12,19 +16,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
+from frontdesk.realtime.eager import Rest, start_eagerly
 from frontdesk.realtime.frames import encode
 
-Writer = Callable[[str], Awaitable[None]]
-
-
-class SlowConsumer(Exception):
-    pass
+Writer = Callable[[str], Coroutine[Any, Any, None]]
+_background: set[asyncio.Task[None]] = set()  # overflow handlers, referenced until they finish
 
 
 class Outbox:
+    __slots__ = (
+        "_delta_timer",
+        "_deltas",
+        "_drain",
+        "_on_overflow",
+        "_queue",
+        "_queued_bytes",
+        "_write",
+        "closed",
+        "flush_s",
+        "frames_sent",
+        "max_bytes",
+        "overflowed",
+    )
+
     def __init__(
         self,
         write: Writer,
@@ -37,20 +54,14 @@ class Outbox:
         self.max_bytes = max_bytes
         self.flush_s = flush_ms / 1000
         self._on_overflow = on_overflow
-        self._queue: deque[str] = deque()
+        self._queue: deque[str] | None = None  # made when the transport first pushes back
         self._queued_bytes = 0
-        self._ready = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._deltas: dict[str, dict[str, Any]] = {}
+        self._deltas: dict[str, dict[str, Any]] | None = None
         self._delta_timer: asyncio.TimerHandle | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._drain: asyncio.Task[None] | None = None
         self.closed = False
         self.overflowed = False
         self.frames_sent = 0
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
 
     @property
     def queued_bytes(self) -> int:
@@ -62,10 +73,17 @@ class Outbox:
         if frame.get("type") == "delta":
             self._add_delta(frame)
             return
-        self._flush_deltas()
-        self._enqueue(encode(frame))
+        self.send_text(encode(frame))
+
+    def send_text(self, text: str) -> None:
+        """Send a frame already encoded (one encoding shared by every subscriber)."""
+        if self._deltas:
+            self._flush_deltas()
+        self._enqueue(text)
 
     def _add_delta(self, frame: dict[str, Any]) -> None:
+        if self._deltas is None:
+            self._deltas = {}
         key = str(frame.get("message_id"))
         pending = self._deltas.get(key)
         if pending is None:
@@ -80,54 +98,83 @@ class Outbox:
         if self._delta_timer is not None:
             self._delta_timer.cancel()
             self._delta_timer = None
-        deltas, self._deltas = self._deltas, {}
-        for frame in deltas.values():
+        deltas, self._deltas = self._deltas, None
+        for frame in (deltas or {}).values():
             self._enqueue(encode(frame))
 
     def _enqueue(self, text: str) -> None:
         if self.closed:
             return
+        if self._drain is None:
+            self._write_now(text)
+            return
         size = len(text)
         if self._queued_bytes + size > self.max_bytes:
-            self.overflowed = True
-            self.close()
-            if self._on_overflow is not None:
-                asyncio.get_running_loop().create_task(self._on_overflow())
+            self._overflow()
             return
+        assert self._queue is not None
         self._queue.append(text)
         self._queued_bytes += size
-        self._idle.clear()
-        self._ready.set()
 
-    async def _run(self) -> None:
-        while not self.closed:
-            await self._ready.wait()
-            while self._queue and not self.closed:
-                text = self._queue.popleft()
+    def _write_now(self, text: str) -> None:
+        try:
+            rest = start_eagerly(self._write(text))
+        except Exception:  # the client is gone
+            self.close()
+            return
+        self.frames_sent += 1
+        if rest is not None:  # the transport pushed back: finish this write, then the queue
+            if self._queue is None:
+                self._queue = deque()
+            self._queued_bytes = len(text)
+            self._drain = asyncio.get_running_loop().create_task(self._drain_queue(rest, text))
+
+    async def _drain_queue(self, rest: Rest, first: str) -> None:
+        queue = self._queue
+        assert queue is not None
+        try:
+            try:
+                await rest
+            finally:
+                self._queued_bytes -= len(first)
+            while queue and not self.closed:
+                text = queue.popleft()
                 try:
                     await self._write(text)
                 finally:
                     self._queued_bytes -= len(text)
                 self.frames_sent += 1
-            self._ready.clear()
-            self._idle.set()
+        except Exception:  # the client is gone
+            self.close()
+        finally:
+            self._drain = None
+
+    def _overflow(self) -> None:
+        self.overflowed = True
+        self.close()
+        if self._on_overflow is not None:
+            task = asyncio.get_running_loop().create_task(self._on_overflow())
+            _background.add(task)
+            task.add_done_callback(_background.discard)
 
     async def drain(self, timeout_s: float = 2.0) -> None:
         """Wait until everything queued so far is written (used before a clean close)."""
-        self._flush_deltas()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        if self._deltas:
+            self._flush_deltas()
+        if self._drain is not None:
+            await asyncio.wait({self._drain}, timeout=timeout_s)
 
     def close(self) -> None:
         self.closed = True
         if self._delta_timer is not None:
             self._delta_timer.cancel()
-        self._ready.set()
-        self._idle.set()
+            self._delta_timer = None
+        self._deltas = None
 
     async def stop(self) -> None:
         self.close()
-        if self._task is not None:
-            self._task.cancel()
+        task = self._drain
+        if task is not None:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+                await task

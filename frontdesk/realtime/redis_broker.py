@@ -13,11 +13,10 @@ import contextlib
 import logging
 import secrets
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
-from frontdesk.realtime.broker import MemoryBroker, _QueueSubscription
+from frontdesk.realtime.broker import Listener, MemoryBroker, _QueueSubscription, queue_subscription
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -33,6 +32,7 @@ class RedisBroker:
 
         self.url = url
         self.retry_s = retry_s
+        self.queue_size = queue_size
         self._local = MemoryBroker(queue_size)
         self._origin = secrets.token_hex(6).encode()
         self._publisher: Redis = Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
@@ -67,7 +67,7 @@ class RedisBroker:
         await self._local.close()
 
     async def publish(self, channel: str, payload: bytes) -> None:
-        await self._local.publish(channel, payload)
+        self._local.deliver(channel, payload)
         if not self._healthy:
             self.publish_failures += 1
             return
@@ -77,14 +77,16 @@ class RedisBroker:
             self.publish_failures += 1
             self._healthy = False
 
-    @asynccontextmanager
-    async def subscribe(self, channel: str) -> AsyncIterator[_QueueSubscription]:
-        async with self._local.subscribe(channel) as subscription:
-            await self._add(channel)
-            try:
-                yield subscription
-            finally:
-                await self._remove(channel)
+    async def listen(self, channel: str, listener: Listener) -> None:
+        self._local.add_listener(channel, listener)
+        await self._add(channel)
+
+    async def unlisten(self, channel: str, listener: Listener) -> None:
+        self._local.remove_listener(channel, listener)
+        await self._remove(channel)
+
+    def subscribe(self, channel: str) -> AbstractAsyncContextManager[_QueueSubscription]:
+        return queue_subscription(self, channel, self.queue_size)
 
     async def _add(self, channel: str) -> None:
         self._counts[channel] += 1
@@ -122,7 +124,7 @@ class RedisBroker:
                 while True:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is not None:
-                        await self._deliver(message)
+                        self._deliver(message)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -138,7 +140,7 @@ class RedisBroker:
                 with contextlib.suppress(Exception):
                     await client.aclose()
 
-    async def _deliver(self, message: dict[str, Any]) -> None:
+    def _deliver(self, message: dict[str, Any]) -> None:
         if message.get("type") != "message":
             return
         data = message.get("data")
@@ -149,4 +151,4 @@ class RedisBroker:
         if origin == self._origin:
             return
         name = channel.decode() if isinstance(channel, bytes) else str(channel)
-        await self._local.publish(name, payload)
+        self._local.deliver(name, payload)

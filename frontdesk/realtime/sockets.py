@@ -1,15 +1,21 @@
-"""What `/ws/chat` and `/ws/events` share: the close signal and the connection's outbox.
+"""What `/ws/chat` and `/ws/events` share: the close signal, the outbox, and a plain ASGI socket.
 
 `Close` ends a connection with a contract close code. `connection_outbox` gives a socket its
 bounded outbox; when the client falls behind, it is counted and closed with `CLOSE_SLOW_CONSUMER`.
+`AsgiSocket` is one WebSocket spoken in plain ASGI messages, for the endpoints dispatched ahead
+of the middleware stack (`frontdesk/api/realtime.py`): it holds the three ASGI values and a few
+flags for the connection's life, and counts for `/metrics` what the metrics middleware counts for
+the other endpoints (accepted, open, frames each way, closes by code and side).
 """
 
 from __future__ import annotations
 
 import contextlib
+from typing import Protocol
 
-from starlette.websockets import WebSocket
+from starlette.types import Message, Receive, Scope, Send
 
+from frontdesk.observability import metrics
 from frontdesk.realtime.frames import CLOSE_SLOW_CONSUMER
 from frontdesk.realtime.outbox import Outbox
 from frontdesk.services import Services
@@ -22,12 +28,86 @@ class Close(Exception):
         self.reason = reason
 
 
-async def close_quietly(ws: WebSocket, code: int, reason: str) -> None:
+class Disconnected(Exception):
+    """The client went away."""
+
+
+class AsgiSocket:
+    """A WebSocket in plain ASGI messages. `receive` is the server's own callable (awaiting it
+    directly keeps one coroutine less per waiting connection); `text_of` reads its message."""
+
+    __slots__ = ("_asgi_send", "_metrics", "accepted", "closed", "receive", "scope")
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send, endpoint: str) -> None:
+        self.scope = scope
+        self.receive = receive
+        self._asgi_send = send
+        self._metrics = metrics.websocket_metrics(endpoint)
+        self.accepted = False
+        self.closed = False
+
+    def header(self, name: bytes) -> str | None:
+        """A request header of the handshake (`name` in lower case)."""
+        for key, value in self.scope["headers"]:
+            if key == name:
+                return bytes(value).decode("latin-1")
+        return None
+
+    async def accept(self) -> None:
+        if (await self.receive())["type"] != "websocket.connect":
+            raise Disconnected
+        await self._asgi_send({"type": "websocket.accept"})
+        self.accepted = True
+        self._metrics.opened.inc()
+        self._metrics.open.inc()
+
+    def text_of(self, message: Message) -> str | None:
+        """The text of a received frame; None for a binary one. Raises `Disconnected`."""
+        if message["type"] == "websocket.receive":
+            self._metrics.received.inc()
+            text: str | None = message.get("text")
+            return text
+        if message["type"] == "websocket.disconnect" and not self.closed:
+            self.closed = True
+            self._metrics.closed(int(message.get("code", 1005)), "client")
+        raise Disconnected
+
+    async def send_text(self, data: str) -> None:
+        self._metrics.sent.inc()
+        await self._asgi_send({"type": "websocket.send", "text": data})
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        """Close with `code`, unless the connection already ended; never raises."""
+        if self.closed:
+            return
+        self.closed = True
+        self._metrics.closed(code, "server")
+        with contextlib.suppress(Exception):
+            await self._asgi_send({"type": "websocket.close", "code": code, "reason": reason or ""})
+
+    def finished(self, failed: bool) -> None:
+        """The endpoint returned (or raised): the server closes what it left open."""
+        if self.accepted:
+            self._metrics.open.dec()
+            if not self.closed:
+                self.closed = True
+                self._metrics.closed(1011 if failed else 1000, "server")
+
+
+class Socket(Protocol):
+    """What the outbox needs of a socket: Starlette's `WebSocket` or an `AsgiSocket`."""
+
+    async def send_text(self, data: str) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
+
+
+async def close_quietly(ws: Socket, code: int, reason: str) -> None:
     with contextlib.suppress(Exception):
         await ws.close(code=code, reason=reason)
 
 
-def connection_outbox(ws: WebSocket, services: Services) -> Outbox:
+def connection_outbox(ws: Socket, services: Services) -> Outbox:
     async def overflowed() -> None:
         services.realtime_stats["slow_consumers"] += 1
         await close_quietly(ws, CLOSE_SLOW_CONSUMER, "too slow: send queue full")

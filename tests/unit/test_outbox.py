@@ -13,7 +13,6 @@ async def test_deltas_are_coalesced_and_never_reordered() -> None:
         written.append(json.loads(text))
 
     outbox = Outbox(write, flush_ms=20)
-    outbox.start()
     for piece in ("a", "b", "c"):
         outbox.send({"type": "delta", "message_id": "m1", "text": piece})
     await asyncio.sleep(0.05)
@@ -45,8 +44,6 @@ async def test_slow_consumer_overflows_and_others_are_unaffected() -> None:
         fast_written.append(text)
 
     fast = Outbox(fast_write)
-    slow.start()
-    fast.start()
     for i in range(200):
         slow.send({"type": "message", "message": {"seq": i, "text": "x" * 100}})
         fast.send({"type": "message", "message": {"seq": i}})

@@ -37,16 +37,9 @@ async def _stream(services: Services, conversation_id: str, after_seq: int) -> A
         max_bytes=services.settings.ws_send_queue_bytes,
         flush_ms=services.settings.ws_delta_flush_ms,
     )
-    outbox.start()
-    feed = ConversationFeed(
-        conversation_id,
-        db=services.db,
-        broker=services.broker,
-        outbox=outbox,
-        after_seq=after_seq,
-    )
+    feed = ConversationFeed(conversation_id, outbox, after_seq)
     try:
-        messages, has_more = await feed.start()
+        messages, has_more = await services.hub.follow(feed)
         outbox.send(
             {
                 "type": "joined",
@@ -56,14 +49,14 @@ async def _stream(services: Services, conversation_id: str, after_seq: int) -> A
                 "last_seq": feed.last_seq,
             }
         )
-        feed.release()
+        services.hub.go_live(feed, has_more)
         while not outbox.overflowed:
             try:
                 yield await asyncio.wait_for(queue.get(), KEEPALIVE_S)
             except TimeoutError:
                 yield b": keep-alive\n\n"
     finally:
-        await feed.stop()
+        await services.hub.unfollow(feed)
         await outbox.stop()
         with contextlib.suppress(Exception):
             queue.put_nowait(b"")

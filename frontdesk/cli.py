@@ -226,18 +226,16 @@ def kb_add(
 
 
 async def _ingest_files(settings: Settings, site: str, files: list[Any], *, show: bool) -> Any:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
+    import logging
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from frontdesk.db import Database
     from frontdesk.knowledge.local_files import LocalFile, ingest_files
     from frontdesk.queries.sites import get_site
 
+    # pypdf warns on stderr about each malformed PDF; the summary says why a file failed.
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
     db = Database(settings)
     try:
         async with db.read_scope() as session:
@@ -245,22 +243,22 @@ async def _ingest_files(settings: Settings, site: str, files: list[Any], *, show
         columns = (
             TextColumn("{task.description}"),
             BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("chunks {task.fields[stage]}"),
+            TextColumn("{task.fields[count]}"),
+            TextColumn("{task.fields[stage]}"),
             TimeElapsedColumn(),
         )
         with Progress(*columns, console=console, disable=not show) as progress:
 
             def observe(file: LocalFile) -> Any:
-                task = progress.add_task(file.source, total=None, stage="reading")
+                task = progress.add_task(file.source, total=None, stage="reading", count="")
 
                 def step(stage: str, done: int, total: int) -> None:
+                    count = f"{done}/{total} chunks" if total else ""
                     if total:
-                        progress.update(task, completed=done, total=total, stage=stage)
-                    else:
-                        progress.update(task, stage=stage)
+                        progress.update(task, completed=done, total=total)
                     if stage in ("done", "duplicate", "failed"):
-                        progress.update(task, total=max(total, 1), completed=max(total, 1))
+                        progress.update(task, total=1, completed=1)
+                    progress.update(task, stage=stage, count=count)
 
                 return step
 

@@ -99,10 +99,11 @@ async def _ingest_one(
 ) -> FileResult:
     try:
         upload = check_upload(_read(file), name=file.source)
-    except UnsupportedDocument as exc:
-        return FileResult(file, "failed", error=str(exc))
-    except OSError as exc:
-        return FileResult(file, "failed", error=f"{file.source}: {exc.strerror or exc}")
+    except (UnsupportedDocument, OSError) as exc:
+        if observer is not None:
+            observer("failed", 0, 0)
+        reason = str(exc) if isinstance(exc, UnsupportedDocument) else f"{file.source}: {exc}"
+        return FileResult(file, "failed", error=reason)
     async with db.session_scope() as session:
         row, job = await do_queue_ingestion(
             session,

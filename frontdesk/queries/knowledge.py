@@ -1,7 +1,8 @@
 """Retrieval over a site's knowledge chunks: lexical, vector, and the two fused (hybrid).
 
 Lexical: SQLite uses the FTS5 table (`bm25`, heading weighted above body, at most
-`MAX_RANKED_ROWS` rows ranked); PostgreSQL the generated `tsvector` column (`ts_rank_cd`). On
+`MAX_RANKED_ROWS` rows ranked); PostgreSQL the generated `tsvector` column (`ts_rank_cd`, the
+same cap: the rows with any term if few enough, else those with all of them). On
 SQLite the site is matched inside the index when the site holds a minority of the rows, and
 filtered after the ranking when it holds most of them (see `_site_in_fts`). The query is an OR
 of the question's content words, each quoted or sanitised so that user text can never inject
@@ -106,13 +107,27 @@ _SQLITE_FILTERED_AFTER = text(
     """  # noqa: S608 - constant column list
 )
 
+# PostgreSQL ranks at most `MAX_RANKED_ROWS` rows too (`ts_rank_cd` reads each row's tsvector:
+# an OR of common words over 100k chunks took a second): the matching rows of the site are
+# collected up to one more than that (the GIN index finds them) and ranked only when that many
+# were not found. Counting each term first, as on SQLite, costs a heap visit per counted row
+# here (no index-only count on a GIN index), more than the ranking it saves.
 _POSTGRES = text(
     f"""
-    SELECT {_COLUMNS}, ts_rank_cd(c.search_vector, q) AS score
-    FROM knowledge_chunks c
+    WITH q AS (SELECT to_tsquery('english', :query) AS q),
+    m AS MATERIALIZED (
+        SELECT c.id, c.search_vector
+        FROM knowledge_chunks c, q
+        WHERE c.site_id = :site_id AND c.search_vector @@ q.q
+        LIMIT :cap
+    ),
+    n AS (SELECT count(*) AS matched FROM m)
+    SELECT {_COLUMNS}, ts_rank_cd(m.search_vector, q.q) AS score
+    FROM m
+    JOIN knowledge_chunks c ON c.id = m.id
     JOIN knowledge_documents d ON d.id = c.document_id,
-         to_tsquery('english', :query) AS q
-    WHERE c.site_id = :site_id AND c.search_vector @@ q
+         q, n
+    WHERE n.matched < :cap
     ORDER BY score DESC, c.id
     LIMIT :limit
     """  # noqa: S608 - constant column list
@@ -243,6 +258,44 @@ async def _sqlite_query(
     return conjunction if together <= MAX_RANKED_ROWS else None
 
 
+# The planner's estimate of a tsquery's rows (from the column's statistics; planned with the
+# value, never a generic plan): a fraction of a millisecond, against tens of milliseconds for the
+# GIN index to list the rows of an OR of common words.
+_PG_ESTIMATE = text(
+    "EXPLAIN (FORMAT JSON) SELECT 1 FROM knowledge_chunks "
+    "WHERE search_vector @@ to_tsquery('english', :query)"
+)
+
+
+async def _pg_estimated_rows(session: AsyncSession, query: str) -> float:
+    plan: Any = (await session.execute(_PG_ESTIMATE, {"query": query})).scalar()
+    try:
+        return float(plan[0]["Plan"]["Plan Rows"])
+    except (TypeError, LookupError, ValueError):
+        return 0.0  # no estimate: try the query
+
+
+async def _postgres_passages(
+    session: AsyncSession, site_id: str, terms: list[str], limit: int, site_rows: int | None
+) -> list[Passage]:
+    """The rows with any of the terms, ranked if there are few enough (see `_POSTGRES`); else
+    the rows with all of them, if few enough; else none (the vector ranking answers alone).
+
+    On a large site the rows with any term are not even listed when the statistics say there
+    are far too many (more than twice the cap over the whole table)."""
+    every, together = " | ".join(terms), " & ".join(terms)
+    queries = [every] if len(terms) == 1 else [every, together]
+    large = site_rows is None or site_rows > 2 * MAX_RANKED_ROWS
+    if len(terms) > 1 and large and await _pg_estimated_rows(session, every) > 2 * MAX_RANKED_ROWS:
+        queries = [together]
+    for query in queries:
+        params = {"query": query, "site_id": site_id, "limit": limit, "cap": MAX_RANKED_ROWS + 1}
+        rows = (await session.execute(_POSTGRES, params)).all()
+        if rows:
+            return [_passage(r, lexical_rank=i) for i, r in enumerate(rows, start=1)]
+    return []
+
+
 async def search_passages(
     session: AsyncSession,
     *,
@@ -252,7 +305,8 @@ async def search_passages(
     site_rows: int | None = None,
 ) -> list[Passage]:
     """Lexical retrieval: the best `limit` chunks matching any of the terms. `site_rows`, the
-    site's chunk count when known, lets SQLite choose how to limit the search to the site."""
+    site's chunk count when known, helps choose how to search (see `_site_in_fts` and
+    `_postgres_passages`)."""
     # Terms come from `knowledge.text.query_terms`: \w+ only, so quoting them is sufficient.
     if not terms:
         return []
@@ -263,7 +317,7 @@ async def search_passages(
         if query is None:
             return []
     else:
-        query, stmt = " | ".join(terms), _POSTGRES
+        return await _postgres_passages(session, site_id, terms, limit, site_rows)
     rows = await session.execute(stmt, {"query": query, "site_id": site_id, "limit": limit})
     return [_passage(r, lexical_rank=i) for i, r in enumerate(rows, start=1)]
 

@@ -308,3 +308,27 @@ async def test_sqlite_ranks_few_rows_when_terms_are_common(
             session, site_id=site.id, terms=["account", "days"], limit=5
         )
     assert [p.heading for p in both] == ["Your account › Deleting an account"]  # all terms
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_postgres_ranks_few_rows_when_terms_are_common(
+    services: Services, site: SiteInfo, docs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _add_fixture_docs(services, site.id, docs_dir)
+    monkeypatch.setattr(knowledge_queries, "MAX_RANKED_ROWS", 2)  # "days" is in 3 chunks
+    async with services.db.read_scope() as session:
+        both = await knowledge_queries.search_passages(
+            session, site_id=site.id, terms=["days", "express"], limit=5
+        )
+        common = await knowledge_queries.search_passages(
+            session, site_id=site.id, terms=["days"], limit=5
+        )
+        few = await knowledge_queries.search_passages(
+            session, site_id=site.id, terms=["express", "password"], limit=5
+        )
+    assert [p.heading for p in both] == ["Shipping › Delivery times"]  # all the terms
+    assert common == []  # only a common word: left to the vector ranking
+    assert {p.heading for p in few} == {
+        "Shipping › Delivery times",
+        "Your account › Password reset",
+    }

@@ -17,6 +17,9 @@ from frontdesk.realtime.broker import Broker
 
 log = logging.getLogger(__name__)
 
+# Events no job worker acts on (the cursors pass over them at the next wake-up or poll).
+NOTHING_TO_DO = frozenset({"webhook.delivery_succeeded"})
+
 
 def to_event(record: EventRecord) -> Event:
     return Event(
@@ -48,11 +51,13 @@ class EventDispatcher:
         self.broker = broker
 
     async def publish_events(self, events: list[EventRecord]) -> None:
-        # New events may need webhook deliveries: wake the job workers (any process).
-        try:
-            await self.broker.publish("jobs", b"events")
-        except Exception:
-            log.warning("job wake-up publication failed")
+        # New events may need webhook deliveries: wake the job workers (any process). Successful
+        # deliveries need nothing from them, and waking for each batch of them cost a worker pass.
+        if any(record.type not in NOTHING_TO_DO for record in events):
+            try:
+                await self.broker.publish("jobs", b"events")
+            except Exception:
+                log.warning("job wake-up publication failed")
         for record in events:
             event = to_event(record)
             payload = orjson.dumps(

@@ -24,12 +24,15 @@ import logging
 import os
 import random
 import secrets
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol, runtime_checkable
+from functools import partial
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk.db import Database
@@ -39,6 +42,10 @@ from frontdesk.models import Job
 from frontdesk.realtime.broker import Broker
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+# How long work that has happened keeps trying to record that it has, while the database is away.
+DATABASE_PATIENCE_S = 20.0
 
 
 class Retry(Exception):
@@ -92,6 +99,25 @@ class BatchContext:
 @runtime_checkable
 class BatchHandler(Protocol):
     async def run_batch(self, jobs: list[Job], ctx: BatchContext) -> None: ...
+
+
+async def patiently(
+    work: Callable[[bool], Awaitable[T]], *, patience_s: float = DATABASE_PATIENCE_S
+) -> T:
+    """Runs `work`, and again while the database is unreachable (restarting, failing over, its
+    connections cut), for up to `patience_s`. `work` is told whether this is a second try (a lost
+    connection may have lost the answer to a commit that happened)."""
+    deadline = time.monotonic() + patience_s
+    pause, again = 0.1, False
+    while True:
+        try:
+            return await work(again)
+        except (DBAPIError, OSError) as exc:
+            if time.monotonic() + pause > deadline:
+                raise
+            log.warning("waiting for the database: %s", type(exc).__name__)
+            await asyncio.sleep(pause)
+            pause, again = min(pause * 2, 1.0), True
 
 
 def backoff(attempt: int, *, base_s: float = 2.0, cap_s: float = 3600.0) -> float:
@@ -253,27 +279,37 @@ class Worker:
 
     async def _execute_one(self, job: Job, handler: Handler | None) -> None:
         now = self.clock.now
+        close: Callable[[AsyncSession], Awaitable[bool]]
         try:
             if handler is None:
                 raise Permanent(f"no handler for {job.kind!r}")
             context = WorkerContext(self, job)
             await handler(job.payload, context)
         except Retry as again:
-            async with self.db.session_scope() as session:
-                await queue.retry(session, job.id, self.id, run_at=again.at, error=again.reason)
+            close = partial(
+                queue.retry, job_id=job.id, worker=self.id, run_at=again.at, error=again.reason
+            )
         except Permanent as stop:
-            async with self.db.session_scope() as session:
-                await queue.bury(session, job.id, self.id, now(), str(stop))
+            close = partial(queue.bury, job_id=job.id, worker=self.id, now=now(), error=str(stop))
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
             log.warning("job %s (%s) failed: %s", job.id, job.kind, reason)
-            async with self.db.session_scope() as session:
-                if job.attempts >= job.max_attempts:
-                    await queue.bury(session, job.id, self.id, now(), reason)
-                else:
-                    run_at = now() + timedelta(seconds=backoff(job.attempts))
-                    await queue.retry(session, job.id, self.id, run_at=run_at, error=reason)
+            if job.attempts >= job.max_attempts:
+                close = partial(queue.bury, job_id=job.id, worker=self.id, now=now(), error=reason)
+            else:
+                run_at = now() + timedelta(seconds=backoff(job.attempts))
+                close = partial(
+                    queue.retry, job_id=job.id, worker=self.id, run_at=run_at, error=reason
+                )
         else:
-            if not context.finished:
-                async with self.db.session_scope() as session:
-                    await queue.finish(session, job.id, self.id, now())
+            if context.finished:
+                return
+            close = partial(queue.finish, job_id=job.id, worker=self.id, now=now())
+
+        async def closing(_again: bool) -> None:
+            # Closing an already closed claim changes nothing (it checks the holder and state).
+            async with self.db.session_scope() as session:
+                await close(session)
+
+        # The job's work is done: a database that is away for a moment must not undo that.
+        await patiently(closing)

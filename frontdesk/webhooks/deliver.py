@@ -20,16 +20,14 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from typing import TypeVar
 
 import aiohttp
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk.db import Database
@@ -37,7 +35,7 @@ from frontdesk.events.recorder import record_event
 from frontdesk.jobs import queue
 from frontdesk.jobs.clock import Clock
 from frontdesk.jobs.queue import enqueue
-from frontdesk.jobs.worker import BatchContext
+from frontdesk.jobs.worker import DATABASE_PATIENCE_S, BatchContext, patiently
 from frontdesk.models import Job, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from frontdesk.observability import metrics
 from frontdesk.security.keys import SecretBox
@@ -54,10 +52,6 @@ DISABLE_AFTER = timedelta(days=5)
 HONOUR_RETRY_AFTER = frozenset({429, 502, 503, 504})
 RESPONSE_EXCERPT = 1024
 PER_ENDPOINT = 16
-# How long reads and writes of a batch keep retrying while the database is unreachable.
-DATABASE_PATIENCE_S = 20.0
-
-T = TypeVar("T")
 
 
 def next_delay(attempt: int, status: int | None, retry_after: str | None) -> float:
@@ -175,7 +169,7 @@ class Deliverer:
 
     async def run_batch(self, jobs: list[Job], ctx: BatchContext) -> None:
         ids = [str(job.payload.get("delivery_id", "")) for job in jobs]
-        found = await self._patiently(partial(self._load, ids))
+        found = await patiently(partial(self._load, ids), patience_s=self.database_patience_s)
         keys: dict[str, list[str]] = {}
         results: list[Result] = []
         ready = asyncio.Event()
@@ -206,7 +200,9 @@ class Deliverer:
                 taken = results[:]
                 del results[:]
                 if taken:
-                    await self._patiently(partial(self._record, taken, ctx))
+                    await patiently(
+                        partial(self._record, taken, ctx), patience_s=self.database_patience_s
+                    )
                     ctx.closed(len(taken))
                 if not left and not results:
                     return
@@ -226,21 +222,6 @@ class Deliverer:
                 .where(WebhookDelivery.id.in_(set(ids)))
             )
             return {delivery.id: (delivery, endpoint) for delivery, endpoint in rows}
-
-    async def _patiently(self, work: Callable[[bool], Awaitable[T]]) -> T:
-        """Runs `work`, again while the database is unreachable (restarting, failing over), for
-        up to `database_patience_s`. `work` is told whether this is a second try."""
-        deadline = time.monotonic() + self.database_patience_s
-        pause, again = 0.1, False
-        while True:
-            try:
-                return await work(again)
-            except (DBAPIError, OSError) as exc:
-                if time.monotonic() + pause > deadline:
-                    raise
-                log.warning("webhook batch waits for the database: %s", type(exc).__name__)
-                await asyncio.sleep(pause)
-                pause, again = min(pause * 2, 1.0), True
 
     async def _record(self, results: list[Result], ctx: BatchContext, again: bool) -> None:
         worker = ctx.worker.id

@@ -295,10 +295,18 @@ async def test_digest_groups_events_and_smtp_failures_are_retried(
     for n in range(3):
         visitor = await start_visitor(client, site.id)
         await visitor.conversation()
-        await client.post(
+        lead = await client.post(
             "/api/widget/v1/leads", headers=visitor.auth, json={"email": f"v{n}@buyer.example"}
         )
+        assert lead.status_code == 201, lead.text
     await settle(services)
+    async with services.db.read_scope() as session:
+        waiting = await session.scalar(
+            select(func.count())
+            .select_from(Notification)
+            .where(Notification.email_state == "digest")
+        )
+    assert waiting == 6
     assert mail.messages == []
     async with services.db.read_scope() as session:
         digests = await session.scalar(

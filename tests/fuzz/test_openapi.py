@@ -219,6 +219,7 @@ class World:
     doomed_site_id: str = ""  # DELETE /api/v1/sites/{site_id}: deleted once, then 404
     doomed_key_id: str = ""  # DELETE /api/v1/api-keys/{key_id}; never the fuzzer's own key
     document_id: str = ""
+    ingestion_id: str = ""
     visitor_id: str = ""
     access_token: str = ""
     token_issued_at: float = 0.0
@@ -231,7 +232,7 @@ class World:
         # A connection of its own: uvicorn closes a keep-alive connection after a 500, and the
         # fuzzer's session may be holding one.
         response = requests.post(self.base_url + path, json=body, headers=headers, timeout=30)
-        assert response.status_code in (200, 201), (path, response.status_code, response.text)
+        assert response.status_code in (200, 201, 202), (path, response.status_code, response.text)
         result: dict[str, Any] = response.json()
         return result
 
@@ -270,7 +271,15 @@ class World:
             "title": "Shipping",
             "text": "# Shipping\n\nOrders ship within two business days. Returns are free.",
         }
-        self.document_id = str(self.post("/api/v1/knowledge", document, self.api_headers)["id"])
+        ingestion = self.post("/api/v1/knowledge", document, self.api_headers)
+        self.ingestion_id = str(ingestion["id"])
+        deadline = time.monotonic() + 60
+        while ingestion["status"] in ("queued", "running"):  # indexed by the worker
+            assert time.monotonic() < deadline, ingestion
+            time.sleep(0.05)
+            url = f"{self.base_url}/api/v1/knowledge/ingestions/{self.ingestion_id}"
+            ingestion = requests.get(url, headers=self.api_headers, timeout=30).json()
+        self.document_id = str(ingestion["document_id"])
         issued = self.new_visitor()
         self.visitor_id = issued["visitor_id"]
         self.access_token = issued["access_token"]
@@ -295,6 +304,7 @@ class World:
             "site_id": self.doomed_site_id if method == "DELETE" else self.scratch_site_id,
             "key_id": self.doomed_key_id,
             "document_id": self.document_id,
+            "ingestion_id": self.ingestion_id,
         }
         for name in case.path_parameters or {}:
             if name in known:

@@ -212,14 +212,16 @@ async def bench_database(
             SITE_INDEXES.invalidate(site_id)
             start = time.perf_counter()
             async with db.read_scope() as session:
-                await site_vector_index(session, site_id, embedder)
+                site_rows = len(await site_vector_index(session, site_id, embedder))
             build_ms = (time.perf_counter() - start) * 1000
             cycle = itertools.cycle(questions)
 
             async def lexical() -> None:
                 async with db.read_scope() as session:
                     terms = query_terms(next(cycle))
-                    await search_passages(session, site_id=site_id, terms=terms, limit=20)
+                    await search_passages(  # as hybrid retrieval calls it
+                        session, site_id=site_id, terms=terms, limit=20, site_rows=site_rows
+                    )
 
             async def hybrid() -> None:
                 question = next(cycle)

@@ -182,11 +182,22 @@ def _new_document(site_id: str, document: DocumentText, url: str | None) -> Know
     )
 
 
+WRITE_BATCH = 256  # chunks deleted or inserted per statement when a document is (re)indexed
+
+
 async def _replace_chunks(
     session: AsyncSession, row: KnowledgeDocument, chunks: list[Chunk], blobs: list[bytes | None]
 ) -> None:
-    await session.execute(delete(KnowledgeChunk).where(KnowledgeChunk.document_id == row.id))
-    session.add_all(
+    """The document's chunks replaced, in batches with a yield to the event loop between them:
+    on SQLite statements run in the loop (ADR 0022), and one statement for a document of
+    thousands of chunks (each also indexed by the FTS triggers) would hold it for seconds."""
+    old = select(KnowledgeChunk.id).where(KnowledgeChunk.document_id == row.id)
+    old_ids = list((await session.execute(old)).scalars())
+    for start in range(0, len(old_ids), WRITE_BATCH):
+        batch = old_ids[start : start + WRITE_BATCH]
+        await session.execute(delete(KnowledgeChunk).where(KnowledgeChunk.id.in_(batch)))
+        await asyncio.sleep(0)
+    rows = [
         KnowledgeChunk(
             document_id=row.id,
             site_id=row.site_id,
@@ -196,7 +207,11 @@ async def _replace_chunks(
             embedding=blob,
         )
         for i, (c, blob) in enumerate(zip(chunks, blobs, strict=True))
-    )
+    ]
+    for start in range(0, len(rows), WRITE_BATCH):
+        session.add_all(rows[start : start + WRITE_BATCH])
+        await session.flush()
+        await asyncio.sleep(0)
     row.chunk_count = len(chunks)
 
 

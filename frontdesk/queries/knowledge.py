@@ -433,12 +433,14 @@ async def hybrid_search(
     if query_vector is None:
         return await search_passages(session, site_id=site_id, terms=terms, limit=limit)
     index = await site_vector_index(session, site_id, embedder)
-    # The vector search (a worker thread for large sites) overlaps the full-text query.
-    lexical, hits = await asyncio.gather(
+    # The vector search (a worker thread for large sites) overlaps the full-text query. It is
+    # started first: SQLite statements run in the event loop (ADR 0022) without yielding, so a
+    # search started second would wait for the whole full-text query.
+    hits, lexical = await asyncio.gather(
+        _search(index, query_vector, candidates),
         search_passages(
             session, site_id=site_id, terms=terms, limit=candidates, site_rows=len(index)
         ),
-        _search(index, query_vector, candidates),
     )
     fused = reciprocal_rank_fusion(
         {"lexical": [p.chunk_id for p in lexical], "vector": [h.chunk_id for h in hits]}

@@ -16,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, cast
 
 from frontdesk.realtime.eager import Rest, start_eagerly
 from frontdesk.realtime.frames import encode
 
-Writer = Callable[[str], Coroutine[Any, Any, None]]
+Writer = Callable[[str], Awaitable[None]]  # returns a coroutine (stepped by `start_eagerly`)
 _background: set[asyncio.Task[None]] = set()  # overflow handlers, referenced until they finish
 
 
@@ -79,7 +79,10 @@ class Outbox:
         """Send a frame already encoded (one encoding shared by every subscriber)."""
         if self._deltas:
             self._flush_deltas()
-        self._enqueue(text)
+        if self._drain is None and not self.closed:
+            self._write_now(text)  # the common case, once per frame and subscriber
+        else:
+            self._enqueue(text)
 
     def _add_delta(self, frame: dict[str, Any]) -> None:
         if self._deltas is None:
@@ -118,7 +121,7 @@ class Outbox:
 
     def _write_now(self, text: str) -> None:
         try:
-            rest = start_eagerly(self._write(text))
+            rest = start_eagerly(cast(Coroutine[Any, Any, None], self._write(text)))
         except Exception:  # the client is gone
             self.close()
             return

@@ -53,3 +53,54 @@ async def test_slow_consumer_overflows_and_others_are_unaffected() -> None:
     assert len(fast_written) == 200
     await slow.stop()
     await fast.stop()
+
+
+async def test_frames_are_written_at_once_without_a_task() -> None:
+    written: list[str] = []
+
+    async def write(text: str) -> None:
+        written.append(text)
+
+    outbox = Outbox(write)
+    tasks_before = len(asyncio.all_tasks())
+    for i in range(3):
+        outbox.send({"type": "message", "message": {"seq": i}})
+        assert len(written) == i + 1  # in the caller's turn, before any await
+    assert len(asyncio.all_tasks()) == tasks_before
+    assert outbox.frames_sent == 3
+    await outbox.stop()
+
+
+async def test_backpressure_keeps_order_and_ends_its_drain_task() -> None:
+    writable = asyncio.Event()
+    writable.set()
+    written: list[int] = []
+
+    async def write(text: str) -> None:
+        await writable.wait()  # like the server's send while the transport is paused
+        written.append(json.loads(text)["n"])
+
+    outbox = Outbox(write)
+    outbox.send({"type": "x", "n": 0})
+    writable.clear()  # the client stops reading
+    for n in range(1, 5):
+        outbox.send({"type": "x", "n": n})
+    assert written == [0] and outbox.queued_bytes > 0
+    writable.set()
+    await outbox.drain(1.0)
+    assert written == [0, 1, 2, 3, 4] and outbox.queued_bytes == 0
+    assert outbox._drain is None  # back to writing at once
+    outbox.send({"type": "x", "n": 5})
+    assert written[-1] == 5
+    await outbox.stop()
+
+
+async def test_a_failing_write_closes_the_outbox() -> None:
+    async def gone(_: str) -> None:
+        raise ConnectionResetError
+
+    outbox = Outbox(gone)
+    outbox.send({"type": "pong"})
+    assert outbox.closed
+    outbox.send({"type": "pong"})  # ignored, no error
+    await outbox.stop()

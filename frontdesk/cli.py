@@ -82,7 +82,7 @@ def migrate() -> None:
 def _freeze_startup_objects() -> None:
     """Keep the garbage collector off what startup built (modules, schemas, the app: some 240,000
     objects that live as long as the process). Unfrozen, every full collection walks them all and
-    stops the event loop for 0.2-0.5 s; a webhook benchmark run had 9 of them (ADR 0017)."""
+    stops the event loop for about half a second; a webhook benchmark run had 9 (ADR 0017)."""
     gc.collect()
     gc.freeze()
 

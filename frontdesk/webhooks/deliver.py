@@ -184,10 +184,18 @@ class Deliverer:
                 result.settled = True  # deleted, or settled by another attempt
             elif row[1].status == "active":
                 delivery, endpoint = row
-                if endpoint.id not in keys:
-                    keys[endpoint.id] = self._secrets(endpoint, now)
-                async with self.slots.hold(endpoint.id):
-                    result.outcome = await self._send(endpoint, delivery, now, keys[endpoint.id])
+                try:
+                    if endpoint.id not in keys:
+                        keys[endpoint.id] = self._secrets(endpoint, now)
+                except Exception as exc:  # a secret that cannot be opened: a failed attempt
+                    log.warning("webhook secret of %s unusable", endpoint.id, exc_info=True)
+                    result.outcome = Outcome()
+                    result.outcome.error = type(exc).__name__
+                else:
+                    async with self.slots.hold(endpoint.id):
+                        result.outcome = await self._send(
+                            endpoint, delivery, now, keys[endpoint.id]
+                        )
             results.append(result)
             left -= 1
             ready.set()

@@ -297,6 +297,37 @@ async def test_redirects_are_not_followed_and_responses_are_cut(
     assert attempt["response"] == "y" * 1024 and attempt["duration_ms"] >= 0
 
 
+async def test_an_endpoint_that_fails_oddly_does_not_sink_its_batch(
+    http: httpx.AsyncClient, hooks: Services
+) -> None:
+    """Deliveries go out in batches: one endpoint whose secret cannot be opened logs a failed
+    attempt and is retried on schedule, while the rest of the batch is delivered."""
+    from sqlalchemy import update
+
+    from frontdesk.models import WebhookEndpoint
+
+    site = await make_site(hooks)
+    good, bad = WebhookReceiver(), WebhookReceiver()
+    async with FakeServer(good) as good_url, FakeServer(bad) as bad_url:
+        fine = await new_endpoint(http, good_url, ["lead.captured"], site.id)
+        broken = await new_endpoint(http, bad_url, ["lead.captured"], site.id)
+        async with hooks.db.session_scope() as session:
+            await session.execute(
+                update(WebhookEndpoint)
+                .where(WebhookEndpoint.id == broken["id"])
+                .values(secret_sealed="not a sealed secret")
+            )
+        await lead_event(http, hooks, site.id, "b@shop.example")
+        await drain(hooks)
+    assert len(good.received) == 1 and not bad.received
+    log = (await http.get(f"{API}/webhooks/{fine['id']}/deliveries")).json()["deliveries"]
+    assert log[0]["status"] == "succeeded"
+    log = (await http.get(f"{API}/webhooks/{broken['id']}/deliveries")).json()["deliveries"]
+    attempt = log[0]["attempt_log"][0]
+    assert log[0]["status"] == "pending" and log[0]["next_attempt_at"]  # retried on schedule
+    assert attempt["status_code"] is None and attempt["error"]
+
+
 @pytest.mark.parametrize(
     "body",
     [

@@ -33,7 +33,8 @@ served by `frontdesk.server.uvicorn_config` with only the WebSocket implementati
 run under the very same uvicorn options.
 
 While FrontDesk connections are being opened, one extra connection sends a `typing` frame every
-5 s (see `Keeper`: a joined feed dies after 15 s without traffic); `--no-keepalive` turns it off.
+5 s (see `Keeper`); `--no-keepalive` turns it off. `--tracemalloc` (idle) reports what each
+connection holds by allocation site (bench/footprint.py).
 
     .venv/bin/python -m bench.realtime standard          # the issue's set, then the report
     .venv/bin/python -m bench.realtime implementations   # per --ws: bare uvicorn and FrontDesk
@@ -51,6 +52,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import gc
 import hashlib
 import importlib.metadata
 import json
@@ -805,6 +807,9 @@ def serve_frontdesk(ws: str, host: str, port: int) -> None:
     configure_logging(settings.log_level)
     config = uvicorn_config(create_app(settings), settings, host=host, port=port)
     config.ws = ws
+    # As `frontdesk serve` does: what startup built is kept out of the garbage collector's walks.
+    gc.collect()
+    gc.freeze()
     uvicorn.Server(config).run()
 
 
@@ -938,13 +943,11 @@ def dialect_for(server: Server, visitor: VisitorSpec | None) -> Dialect:
 
 
 class Keeper:
-    """Works around a FrontDesk bug found by this bench: a joined conversation's feed dies after
-    15 s without traffic on the conversation (feed.py's `wait_for(anext(...))` cancels the
-    subscription's async generator; the next `anext` raises StopAsyncIteration), after which the
-    connection gets no more live messages. While connections are being opened (which takes longer
-    than 15 s at 5k), one extra joined connection sends a `typing` frame every few seconds, which
-    every feed of the conversation receives; it is quiet during measurements (each window starts
-    within 1 s of the last beat and lasts less than 15 s). `--no-keepalive` turns it off."""
+    """Worked around a FrontDesk bug found by this bench (fixed since): a joined conversation's
+    feed died after 15 s without traffic on the conversation. While connections are being opened,
+    one extra joined connection sends a `typing` frame every few seconds, which every feed of the
+    conversation receives; it is quiet during measurements. Kept so that runs stay comparable
+    with the earlier ones; `--no-keepalive` turns it off."""
 
     def __init__(self, conn: WsConn | None, conversation_id: str, every_s: float = 5.0) -> None:
         self.conn = conn

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from frontdesk.actions.apikeys import do_create_api_key
 from frontdesk.actions.ingestions import check_upload, do_queue_ingestion
@@ -540,3 +540,21 @@ async def events_of(db: Database, ingestion_id: str) -> list[dict[str, Any]]:
             )
         ).scalars()
         return [d for d in rows if d.get("ingestion_id") == ingestion_id]
+
+
+async def test_an_ingestion_whose_job_died_reads_as_failed(
+    client: httpx.AsyncClient, services: Services, site: SiteInfo
+) -> None:
+    """Its job buried without the run recording the end (the database was down at its last
+    attempt): the ingestion is not shown as waiting forever."""
+    admin = await admin_key(services)
+    await services.worker.stop()  # nothing runs the job here
+    accepted = await upload(client, admin, site.id, "a.md", b"# A\n\nText.")
+    assert accepted.status_code == 202
+    async with services.db.session_scope() as session:
+        await session.execute(
+            update(Job).values(status="dead", last_error="OperationalError: connection refused")
+        )
+    got = (await client.get(f"{API}/ingestions/{accepted.json()['id']}", headers=admin)).json()
+    assert got["status"] == "failed" and got["progress"]["stage"] == "failed"
+    assert "connection refused" in got["error"]

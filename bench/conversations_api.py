@@ -133,6 +133,8 @@ def message_counts(rng: random.Random, conversations: int, messages: int) -> lis
         for i in range(conversations)
     ]
     total = sum(weights)
+    if total == 0:  # a tiny dataset whose every conversation drew "no message yet"
+        weights[0] = total = 1.0
     for i, weight in enumerate(weights):
         counts[i] += math.floor(weight / total * rest)
     short = messages - sum(counts)

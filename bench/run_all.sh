@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The standard chat-turn scenarios (`make bench`), then the conversations API. Each chat-turn run
 # starts its own `frontdesk serve --demo`, is bounded by --timeout-s (load) and by `timeout` (whole
-# run), and writes bench/results/chat_turn-<db>-<visitors>v-<think>ms.json. Extra arguments go to every run
-# (e.g. `bench/run_all.sh --no-pin`). PostgreSQL: FD_BENCH_DATABASE_URL (the bench creates and
-# drops a database named fd_bench on that server); the scenario is skipped if it is not reachable.
+# run), and writes bench/results/chat_turn-<db>-<visitors>v-<think>ms.json. Extra arguments go
+# to every chat-turn run (e.g. `bench/run_all.sh --no-pin`). PostgreSQL: FD_BENCH_DATABASE_URL (the
+# bench creates and drops a database named fd_bench on that server, and the conversations bench
+# one named frontdesk_bench_conv); those scenarios are skipped if it is not reachable.
 set -uo pipefail
 
 cd "$(dirname "$0")/.."

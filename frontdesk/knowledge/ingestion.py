@@ -18,9 +18,10 @@ its claim to another worker, and a worker that dies mid-run loses it within one 
 which the job runs again from the start. Indexing replaces a document's chunks whole
 (`do_index_prepared`), so a run repeated after a crash never leaves chunks twice.
 
-A file that cannot be read (a broken or encrypted PDF, no text) ends `failed` with the reason at
-once; any other error is retried with backoff and, at the job's last attempt, ends the ingestion
-`failed` too, so no ingestion is left waiting forever.
+A file that cannot be read (a broken or encrypted PDF, no text, or still not read after
+`READ_TIMEOUT_S`) ends `failed` with the reason at once; any other error is retried with backoff
+and, at the job's last attempt, ends the ingestion `failed` too, so no ingestion is left waiting
+forever.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ __all__ = ["INGEST_JOB", "KnowledgeIngest", "LeaseLost", "run_held"]
 
 PROGRESS_INTERVAL_S = 0.5  # at most one progress write per half second…
 PROGRESS_STEP = 0.05  # …and only when another 5 % of the work is done
+READ_TIMEOUT_S = 600.0  # reading one file (a 2,000-page PDF takes a few minutes at most)
 
 Observer = Callable[[str, int, int], object]  # (stage, done, total), in-process, every step
 T = TypeVar("T")
@@ -167,13 +169,21 @@ class _Run:
     async def _prepare(self) -> PreparedDocument:
         row = self.row
         assert row.content is not None
-        document: DocumentText = await asyncio.to_thread(
+        reading = asyncio.to_thread(
             parse_upload,
             row.content,
             content_type=row.content_type,
             source=row.source,
             fallback_title=row.title,
         )
+        try:
+            document: DocumentText = await asyncio.wait_for(reading, READ_TIMEOUT_S)
+        except TimeoutError:
+            # The thread cannot be stopped and ends on its own; the ingestion must not wait,
+            # kept alive by its lease, for a file that never finishes reading.
+            raise UnsupportedDocument(
+                f"{row.source}: reading it took longer than {READ_TIMEOUT_S:.0f} s."
+            ) from None
         async with self.db.read_scope() as session:
             known = await find_same_text(session, row.site_id, document)
         prepared = await prepare_document(

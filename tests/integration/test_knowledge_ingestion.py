@@ -558,3 +558,29 @@ async def test_an_ingestion_whose_job_died_reads_as_failed(
     got = (await client.get(f"{API}/ingestions/{accepted.json()['id']}", headers=admin)).json()
     assert got["status"] == "failed" and got["progress"]["stage"] == "failed"
     assert "connection refused" in got["error"]
+
+
+async def test_a_file_that_never_finishes_reading_fails(
+    client: httpx.AsyncClient,
+    services: Services,
+    site: SiteInfo,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The lease is kept while a run lasts, so a file whose reading never ends (a pathological
+    PDF) must end the ingestion by itself rather than hold the job forever."""
+    release = threading.Event()
+
+    def stuck(*_: Any, **__: Any) -> Any:
+        release.wait(10)
+        raise AssertionError("not reached in time")
+
+    monkeypatch.setattr(ingestion_module, "parse_upload", stuck)
+    monkeypatch.setattr(ingestion_module, "READ_TIMEOUT_S", 0.3)
+    admin = await admin_key(services)
+    try:
+        ended = await finished(
+            client, admin, await upload(client, admin, site.id, "a.md", b"# A\n\nx")
+        )
+    finally:
+        release.set()
+    assert ended["status"] == "failed" and "took longer than" in ended["error"]

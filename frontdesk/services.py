@@ -116,6 +116,7 @@ class Services:
             before_claim=fan_out_events,
             lease_s=settings.job_lease_s,
             poll_s=settings.job_poll_s,
+            coalesce_s=settings.job_coalesce_ms / 1000,
         )
         responders = ResponderFactory(
             settings=settings,

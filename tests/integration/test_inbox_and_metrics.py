@@ -208,7 +208,12 @@ async def test_a_cursor_must_carry_a_time_zone_and_an_id(
     client: httpx.AsyncClient, services: Services, site: SiteInfo
 ) -> None:
     reader = await key(services, "read")
-    for raw in ("2026-11-20T09:30:15|conv_x", "2026-11-20T09:30:15+00:00|", "2026-13-01|x"):
+    for raw in (
+        "2026-11-20T09:30:15|conv_x",
+        "2026-11-20T09:30:15+00:00|",
+        "2026-13-01|x",
+        "0001-01-01T00:00:00+14:00|conv_x",
+    ):
         cursor = base64.urlsafe_b64encode(raw.encode()).decode()
         response = await client.get(
             f"{API}/conversations", headers=reader, params={"cursor": cursor}

@@ -5,7 +5,7 @@ it live), hand back to the bot, close."""
 from __future__ import annotations
 
 import base64
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -107,10 +107,11 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         at, _, conversation_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
         moment = datetime.fromisoformat(at)
-    except (ValueError, UnicodeDecodeError) as exc:
+        if moment.tzinfo is None or not conversation_id:
+            raise ValueError("a cursor has a time zone and an id")
+        moment = moment.astimezone(UTC)  # overflows at the ends of the calendar
+    except (ValueError, UnicodeDecodeError, OverflowError) as exc:
         raise invalid_request("cursor is invalid.") from exc
-    if moment.tzinfo is None or not conversation_id:
-        raise invalid_request("cursor is invalid.")
     return moment, conversation_id
 
 

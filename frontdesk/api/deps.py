@@ -21,7 +21,9 @@ from frontdesk.security.tokens import VisitorClaims
 from frontdesk.services import Services
 
 
-def get_services(request: Request) -> Services:
+# Dependencies are `async def` even when they do not await: FastAPI runs a plain `def`
+# dependency on a worker thread, a hand-off that costs more than the request's own work.
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -82,7 +84,7 @@ async def current_visitor(request: Request, services: ServicesDep) -> VisitorCla
 WidgetVisitor = Annotated[VisitorClaims, Depends(current_visitor)]
 
 
-def request_site(request: Request) -> SiteView:
+async def request_site(request: Request) -> SiteView:
     site: SiteView = request.state.site
     return site
 

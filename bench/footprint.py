@@ -67,7 +67,7 @@ def _interesting(frames: tracemalloc.Traceback) -> str:
     return f"{lines[-1]}" + (f"  <- frontdesk/{ours}" if ours else "")
 
 
-def per_connection(before: Path, after: Path, connections: int, top: int = 25) -> dict[str, Any]:
+def per_connection(before: Path, after: Path, connections: int, top: int = 40) -> dict[str, Any]:
     """Bytes (and objects) per connection that appeared between two snapshots."""
     keep = [
         tracemalloc.Filter(False, tracemalloc.__file__),

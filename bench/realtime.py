@@ -2029,7 +2029,7 @@ def main(argv: list[str] | None = None) -> int:
         "--no-keepalive",
         dest="keepalive",
         action="store_false",
-        help="no typing beats while connecting (see Keeper: the 15 s feed bug)",
+        help="no typing beats while connecting (see Keeper)",
     )
 
     rep = commands.add_parser("report", help="tables and ratios from bench/results")

@@ -42,10 +42,6 @@ class Rest:
             except StopIteration:
                 return
 
-    def close(self) -> None:
-        """Abandon the coroutine (when no task will ever finish it)."""
-        self._coro.close()
-
 
 def start_eagerly(coro: Coroutine[Any, Any, None]) -> Rest | None:
     """Run `coro` until it returns (None) or first suspends (its `Rest`). Exceptions raised

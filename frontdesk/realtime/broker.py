@@ -2,7 +2,7 @@
 
 One small interface, `Broker`, with an in-process implementation here. A channel has listeners:
 plain callbacks that `publish` calls in order, synchronously, without awaiting anything (they
-queue or hand off what would block; one that raises is logged and the others still run).
+queue, schedule or hand off their work; one that raises is logged and the others still run).
 `subscribe` is the iterator form on top of that: a bounded queue per subscriber, for consumers
 that want a task of their own. A subscriber that falls behind loses publications rather than
 slowing the publisher, which is safe because every consumer can repair from the database

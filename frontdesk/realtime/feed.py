@@ -78,7 +78,21 @@ class ConversationChannel:
         self._again = False
 
     def __call__(self, payload: bytes) -> None:
-        """The broker listener: one publication on `conversation:{id}`."""
+        """The broker listener. The fan-out runs in the event loop's next turn, so the publisher
+        (the request that stored a message, the Redis reader) does not wait for it; publications
+        keep their order (callbacks run first in, first out)."""
+        asyncio.get_running_loop().call_soon(self._publication, payload)
+
+    def _publication(self, payload: bytes) -> None:
+        try:
+            self._handle(payload)
+        except Exception:  # logged here: the loop's own handler would log the payload too
+            log.exception(
+                "conversation publication failed", extra={"conversation_id": self.conversation_id}
+            )
+
+    def _handle(self, payload: bytes) -> None:
+        """One publication on `conversation:{id}`."""
         self.heard = True
         if payload == RESYNC:
             self.repair()

@@ -210,11 +210,9 @@ class TurnRunner:
         # the answer cache before reading the history (most FAQ turns end here).
         knowledge_first = (site.responder or {}).get("kind", "knowledge") == "knowledge"
         cache_key = self._cache_key(site, turn.visitor_message.text) if knowledge_first else None
-        if cache_key is not None:
-            cached = await self.cache.get(cache_key)
-            if cached is not None:
-                await self._emit_delta(turn, cached.text)
-                return cached
+        cached = await self._cached(turn, cache_key)
+        if cached is not None:
+            return cached
         async with self.db.read_scope() as session:
             history = await recent_messages(session, turn.conversation_id, HISTORY_WINDOW)
         earlier = [m for m in history if m.seq < turn.visitor_message.seq]
@@ -242,9 +240,8 @@ class TurnRunner:
         if not knowledge_first and not any(m.role == "visitor" for m in earlier):
             # Another responder's answer depends on the history: cached only for first questions.
             cache_key = self._cache_key(site, request.question)
-            cached = await self.cache.get(cache_key) if cache_key is not None else None
+            cached = await self._cached(turn, cache_key)
             if cached is not None:
-                await self._emit_delta(turn, cached.text)
                 return cached
         chain = self.responders.build(
             site.responder, on_failure=on_failure, on_circuit_opened=on_opened
@@ -253,6 +250,13 @@ class TurnRunner:
         if cache_key is not None:
             await self.cache.put(cache_key, final)
         return final
+
+    async def _cached(self, turn: Turn, cache_key: str | None) -> FinalAnswer | None:
+        """The cached answer, already sent to the visitor as one delta; None on a miss."""
+        cached = await self.cache.get(cache_key) if cache_key is not None else None
+        if cached is not None:
+            await self._emit_delta(turn, cached.text)
+        return cached
 
     def _cache_key(self, site: SiteView, question: str) -> str | None:
         """The answer cache's key (None when the site turned the cache off). Callers use it only

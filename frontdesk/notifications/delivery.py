@@ -6,17 +6,15 @@ raises: the worker retries with backoff, then buries the job with the reason.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
 
 from frontdesk.db import Database
-from frontdesk.jobs.queue import enqueue
 from frontdesk.jobs.worker import Retry, WorkerContext
 from frontdesk.models import Operator
 from frontdesk.models.notifications import Notification, NotificationPreference
-from frontdesk.notifications.fanout import DIGEST_JOB, EMAIL_ATTEMPTS
+from frontdesk.notifications.fanout import schedule_digest
 from frontdesk.notifications.mailer import Mailer
 from frontdesk.notifications.preferences import Preferences
 from frontdesk.notifications.render import digest_email, immediate_email
@@ -118,16 +116,7 @@ class DigestEmail:
                         Notification.email_state == "digest",  # the sent ones are marked
                     )
                 )
+                locked.digest_due_at = None
                 if waiting:  # more arrived while this one was being sent: the next digest
-                    due = prefs.email_at(now + timedelta(minutes=prefs.digest_interval_min))
-                    locked.digest_due_at = due
-                    enqueue(
-                        session,
-                        DIGEST_JOB,
-                        {"operator_id": operator_id},
-                        run_at=due,
-                        max_attempts=EMAIL_ATTEMPTS,
-                    )
-                else:
-                    locked.digest_due_at = None
+                    schedule_digest(session, locked, prefs, now)
             await ctx.finish_in(session)

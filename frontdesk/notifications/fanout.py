@@ -16,10 +16,11 @@ import orjson
 from sqlalchemy import func, select
 
 from frontdesk.db import Database
+from frontdesk.events.cursors import log_moved_past, take_next_events
 from frontdesk.ids import new_id
 from frontdesk.jobs.clock import Clock
 from frontdesk.jobs.queue import enqueue
-from frontdesk.models import EventRecord, Operator, SystemMeta
+from frontdesk.models import EventRecord, Operator
 from frontdesk.models.notifications import Notification, NotificationPreference
 from frontdesk.notifications.mailer import Mailer
 from frontdesk.notifications.preferences import Preferences
@@ -83,34 +84,15 @@ class NotificationFanout:
 
     async def __call__(self) -> int:
         """One pass; returns how many events were considered."""
-        async with self.db.read_scope() as session:
-            cursor_value = await session.scalar(
-                select(SystemMeta.value).where(SystemMeta.key == CURSOR)
-            )
-            head = await session.scalar(select(func.max(EventRecord.offset)))
-        if cursor_value is None or not head or int(head) <= int(cursor_value):
+        if not await log_moved_past(self.db, CURSOR):
             return 0
         live: dict[str, list[Notification]] = defaultdict(list)
         async with self.db.session_scope() as session:
+            taken = await take_next_events(session, CURSOR, BATCH)
+            if taken is None:
+                return 0
+            cursor, events = taken
             postgres = session.get_bind().dialect.name == "postgresql"
-            cursor_stmt = select(SystemMeta).where(SystemMeta.key == CURSOR)
-            if postgres:
-                cursor_stmt = cursor_stmt.with_for_update()
-            cursor = (await session.execute(cursor_stmt)).scalar_one_or_none()
-            if cursor is None:
-                return 0
-            events = list(
-                (
-                    await session.execute(
-                        select(EventRecord)
-                        .where(EventRecord.offset > int(cursor.value))
-                        .order_by(EventRecord.offset)
-                        .limit(BATCH)
-                    )
-                ).scalars()
-            )
-            if not events:
-                return 0
             operators = list(
                 (await session.execute(select(Operator).where(Operator.disabled.is_(False))))
                 .scalars()

@@ -12,16 +12,18 @@ from __future__ import annotations
 import fnmatch
 
 import orjson
-from sqlalchemy import func, insert, select
+from sqlalchemy import insert, select
 
 from frontdesk.db import Database
+from frontdesk.events.cursors import log_moved_past, take_next_events
 from frontdesk.ids import new_id
 from frontdesk.jobs.clock import Clock
-from frontdesk.models import EventRecord, Job, SystemMeta, WebhookDelivery, WebhookEndpoint
+from frontdesk.models import EventRecord, Job, WebhookDelivery, WebhookEndpoint
 
 NOT_SENT = ("webhook.delivery_succeeded", "webhook.delivery_failed", "webhook.test")
 MAX_INLINE_BYTES = 20 * 1024
 BATCH = 500
+CURSOR = "webhook_cursor"
 
 
 def event_fields(event: EventRecord) -> dict[str, object]:
@@ -70,33 +72,13 @@ def payload_for(event: EventRecord, public_url: str) -> bytes:
 
 async def fan_out(db: Database, clock: Clock, public_url: str) -> int:
     """One pass; returns how many events were handled."""
-    async with db.read_scope() as session:
-        # Cheap check first: most wake-ups find nothing new, and need no write lock.
-        cursor_value = await session.scalar(
-            select(SystemMeta.value).where(SystemMeta.key == "webhook_cursor")
-        )
-        head = await session.scalar(select(func.max(EventRecord.offset)))
-    if cursor_value is None or not head or int(head) <= int(cursor_value):
+    if not await log_moved_past(db, CURSOR):
         return 0
     async with db.session_scope() as session:
-        cursor_stmt = select(SystemMeta).where(SystemMeta.key == "webhook_cursor")
-        if session.get_bind().dialect.name == "postgresql":
-            cursor_stmt = cursor_stmt.with_for_update()
-        cursor = (await session.execute(cursor_stmt)).scalar_one_or_none()
-        if cursor is None:
+        taken = await take_next_events(session, CURSOR, BATCH)
+        if taken is None:
             return 0
-        events = list(
-            (
-                await session.execute(
-                    select(EventRecord)
-                    .where(EventRecord.offset > int(cursor.value))
-                    .order_by(EventRecord.offset)
-                    .limit(BATCH)
-                )
-            ).scalars()
-        )
-        if not events:
-            return 0
+        cursor, events = taken
         endpoints = list(
             (
                 await session.execute(

@@ -87,6 +87,9 @@ class ChatSocket(AsgiSocket):
 
     async def run(self) -> None:
         await self.accept()
+        wire = self.direct_wire()
+        if wire is not None:  # uvicorn's websockets-sansio, no compression: frames go direct
+            self.outbox.use_wire(wire)
         limits = self.services.connection_limits
         acquired = False
         try:

@@ -3,7 +3,8 @@
 A `ConversationFeed` is one connection's place in one conversation: the last `seq` it was sent
 and the outbox to send to. All feeds of a conversation in this process share one
 `ConversationChannel`, which is the broker listener for `conversation:{id}`: each publication is
-decoded once and each outgoing frame encoded once, and the same text goes to every feed.
+decoded once and each outgoing frame encoded once, both as text and as the WebSocket frame that
+direct wires write (`frontdesk/realtime/wire.py`), and the same goes to every feed.
 
 A live message with the next `seq` of a feed is sent at once; one already sent is dropped; one
 further ahead means publications were lost, so the channel reads the missing messages from the
@@ -25,8 +26,8 @@ import orjson
 from frontdesk.models import message_public
 from frontdesk.queries.conversations import list_messages
 from frontdesk.realtime.broker import RESYNC
-from frontdesk.realtime.frames import encode
 from frontdesk.realtime.outbox import Outbox
+from frontdesk.realtime.wire import text_frame
 
 if TYPE_CHECKING:
     from frontdesk.db import Database
@@ -34,6 +35,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 PAGE = 200
 RECENT_ANSWERS = 8  # stored messages remembered per conversation, to drop their late deltas
+
+
+def shared(frame: dict[str, Any]) -> tuple[str, bytes]:
+    """`frame` encoded once for every feed: its text, and the same as a WebSocket frame."""
+    payload = orjson.dumps(frame)
+    return payload.decode(), text_frame(payload)
 
 
 class ConversationFeed:
@@ -110,10 +117,10 @@ class ConversationChannel:
                     if feed.live:
                         feed.outbox.send(frame)  # the outbox merges deltas per answer
         elif kind in ("typing", "frame"):
-            text = encode(envelope["frame"])
+            text, frame = shared(envelope["frame"])
             for feed in self.feeds:
                 if feed.live:
-                    feed.outbox.send_text(text)
+                    feed.outbox.send_text(text, frame)
 
     def _note_stored(self, message: dict[str, Any]) -> int:
         seq = int(message["seq"])
@@ -130,15 +137,15 @@ class ConversationChannel:
         seq = self._note_stored(message)
         if self._repair is not None:
             return  # the repair reads up to `head`, in order
-        previous, text, behind = seq - 1, None, False
-        for feed in self.feeds:
+        previous, encoded, behind = seq - 1, None, False
+        for feed in self.feeds:  # once per subscriber: keep it lean
             if not feed.live:
                 continue
             if feed.last_seq == previous:
-                if text is None:
-                    text = encode({"type": "message", "message": message})
+                if encoded is None:
+                    encoded = shared({"type": "message", "message": message})
                 feed.last_seq = seq
-                feed.outbox.send_text(text)
+                feed.outbox.send_text(*encoded)
             elif feed.last_seq < previous:
                 behind = True
         if behind:
@@ -192,13 +199,13 @@ class ConversationChannel:
             for row in rows:
                 message = message_public(row)
                 self._note_stored(message)
-                text = None
+                encoded = None
                 for feed in self.feeds:
                     if feed.live and feed.last_seq == row.seq - 1:
-                        if text is None:
-                            text = encode({"type": "message", "message": message})
+                        if encoded is None:
+                            encoded = shared({"type": "message", "message": message})
                         feed.last_seq = row.seq
-                        feed.outbox.send_text(text)
+                        feed.outbox.send_text(*encoded)
                         delivered = True
             if has_more:
                 continue

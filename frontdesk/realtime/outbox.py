@@ -9,6 +9,12 @@ a slow consumer: the outbox stops and the connection is closed with `CLOSE_SLOW_
 client resumes from its last `seq`. Deltas for the same answer are merged and sent at most once
 per `flush_ms`; any other frame first flushes pending deltas, so nothing is ever reordered.
 A write that fails (the client is gone) closes the outbox; the socket's own loop ends it.
+
+On a direct wire (`use_wire`, `frontdesk/realtime/wire.py`: uvicorn's `websockets-sansio`
+without compression) frames skip the server's `send` coroutine: each is one `transport.write`
+of bytes encoded once for every subscriber (`send_text`'s `frame`). There the transport's write
+buffer is the send queue: nothing is queued here, no drain task ever runs, and a frame that would
+take the buffer past `max_bytes` makes the connection a slow consumer, as above.
 """
 
 from __future__ import annotations
@@ -19,8 +25,11 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, cast
 
+import orjson
+
 from frontdesk.realtime.eager import Rest, start_eagerly
 from frontdesk.realtime.frames import encode
+from frontdesk.realtime.wire import FULL, WRITTEN, DirectWire, text_frame
 
 Writer = Callable[[str], Awaitable[None]]  # returns a coroutine (stepped by `start_eagerly`)
 _background: set[asyncio.Task[None]] = set()  # overflow handlers, referenced until they finish
@@ -34,6 +43,7 @@ class Outbox:
         "_on_overflow",
         "_queue",
         "_queued_bytes",
+        "_wire",
         "_write",
         "closed",
         "flush_s",
@@ -59,13 +69,28 @@ class Outbox:
         self._deltas: dict[str, dict[str, Any]] | None = None
         self._delta_timer: asyncio.TimerHandle | None = None
         self._drain: asyncio.Task[None] | None = None
+        self._wire: DirectWire | None = None
         self.closed = False
         self.overflowed = False
         self.frames_sent = 0
 
     @property
     def queued_bytes(self) -> int:
+        if self._wire is not None:
+            return self._wire.buffered()
         return self._queued_bytes
+
+    @property
+    def direct(self) -> bool:
+        """Whether frames go straight to the transport (`use_wire`)."""
+        return self._wire is not None
+
+    def use_wire(self, wire: DirectWire) -> None:
+        """Write every frame from now on straight to `wire` (before the first frame is sent:
+        frames already queued for the server's `send` would be overtaken)."""
+        if self._drain is not None or self.frames_sent:
+            raise RuntimeError("an outbox changes its way of writing only before its first frame")
+        self._wire = wire
 
     def send(self, frame: dict[str, Any]) -> None:
         if self.closed:
@@ -73,16 +98,41 @@ class Outbox:
         if frame.get("type") == "delta":
             self._add_delta(frame)
             return
+        if self._wire is not None:
+            if self._deltas:
+                self._flush_deltas()
+            self._write_wire(self._wire, text_frame(orjson.dumps(frame)))
+            return
         self.send_text(encode(frame))
 
-    def send_text(self, text: str) -> None:
-        """Send a frame already encoded (one encoding shared by every subscriber)."""
+    def send_text(self, text: str, frame: bytes | None = None) -> None:
+        """Send a frame already encoded (one encoding shared by every subscriber). `frame` is the
+        same text as a WebSocket frame (`text_frame`), also shared, for direct wires."""
         if self._deltas:
             self._flush_deltas()
-        if self._drain is None and not self.closed:
-            self._write_now(text)  # the common case, once per frame and subscriber
+        if self.closed:
+            return
+        wire = self._wire
+        if wire is not None:  # the fan-out's case, once per frame and subscriber
+            self._write_wire(wire, frame if frame is not None else text_frame(text.encode()))
+        elif self._drain is None:
+            self._write_now(text)  # the common case through the server's `send`
         else:
             self._enqueue(text)
+
+    def _write_wire(self, wire: DirectWire, frame: bytes) -> None:
+        if self.closed:
+            return
+        try:
+            done = wire.write(frame, self.max_bytes)
+        except Exception:  # the transport failed: the client is gone
+            done = -1
+        if done == WRITTEN:
+            self.frames_sent += 1
+        elif done == FULL:
+            self._overflow()
+        else:  # closing or gone
+            self.close()
 
     def _add_delta(self, frame: dict[str, Any]) -> None:
         if self._deltas is None:
@@ -103,7 +153,10 @@ class Outbox:
             self._delta_timer = None
         deltas, self._deltas = self._deltas, None
         for frame in (deltas or {}).values():
-            self._enqueue(encode(frame))
+            if self._wire is not None:
+                self._write_wire(self._wire, text_frame(orjson.dumps(frame)))
+            else:
+                self._enqueue(encode(frame))
 
     def _enqueue(self, text: str) -> None:
         if self.closed:
@@ -161,7 +214,8 @@ class Outbox:
             task.add_done_callback(_background.discard)
 
     async def drain(self, timeout_s: float = 2.0) -> None:
-        """Wait until everything queued so far is written (used before a clean close)."""
+        """Wait until everything queued so far is written (used before a clean close). On a
+        direct wire everything already is with the transport, ahead of any close frame."""
         if self._deltas:
             self._flush_deltas()
         if self._drain is not None:

@@ -5,7 +5,9 @@ bounded outbox; when the client falls behind, it is counted and closed with `CLO
 `AsgiSocket` is one WebSocket spoken in plain ASGI messages, for the endpoints dispatched ahead
 of the middleware stack (`frontdesk/api/realtime.py`): it holds the three ASGI values and a few
 flags for the connection's life, and counts for `/metrics` what the metrics middleware counts for
-the other endpoints (accepted, open, frames each way, closes by code and side).
+the other endpoints (accepted, open, frames each way, closes by code and side). `direct_wire`
+offers an accepted socket's outbox the fast path past the server's `send`
+(`frontdesk/realtime/wire.py`) when the server is one it applies to.
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ from starlette.types import Message, Receive, Scope, Send
 from frontdesk.observability import metrics
 from frontdesk.realtime.frames import CLOSE_SLOW_CONSUMER
 from frontdesk.realtime.outbox import Outbox
+from frontdesk.realtime.wire import DirectWire, SentFrames, direct_wire
 from frontdesk.services import Services
+
+_sent_frames: dict[str, SentFrames] = {}  # per endpoint: direct writes, counted per loop turn
 
 
 class Close(Exception):
@@ -37,12 +42,13 @@ class AsgiSocket:
     """A WebSocket in plain ASGI messages. `receive` is the server's own callable (awaiting it
     directly keeps one coroutine less per waiting connection); `text_of` reads its message."""
 
-    __slots__ = ("_asgi_send", "_metrics", "accepted", "closed", "receive", "scope")
+    __slots__ = ("_asgi_send", "_endpoint", "_metrics", "accepted", "closed", "receive", "scope")
 
     def __init__(self, scope: Scope, receive: Receive, send: Send, endpoint: str) -> None:
         self.scope = scope
         self.receive = receive
         self._asgi_send = send
+        self._endpoint = endpoint
         self._metrics = metrics.websocket_metrics(endpoint)
         self.accepted = False
         self.closed = False
@@ -61,6 +67,15 @@ class AsgiSocket:
         self.accepted = True
         self._metrics.opened.inc()
         self._metrics.open.inc()
+
+    def direct_wire(self) -> DirectWire | None:
+        """The accepted connection's transport, for frames written past the server's `send`;
+        None when the server or the connection does not allow it (`frontdesk/realtime/wire.py`).
+        Frames written there are counted in the same `sent` series."""
+        sent = _sent_frames.get(self._endpoint)
+        if sent is None:
+            sent = _sent_frames[self._endpoint] = SentFrames(self._metrics.sent)
+        return direct_wire(self._asgi_send, sent)
 
     def text_of(self, message: Message) -> str | None:
         """The text of a received frame; None for a binary one. Raises `Disconnected`."""

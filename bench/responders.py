@@ -7,11 +7,17 @@
    request → first `delta` event. Added = through FrontDesk − direct, per percentile.
 2. Answer-cache hit rate on a standard mix: `--asks` first questions in new conversations drawn
    (Zipf-like, seeded) from 20 frequently asked questions, against the knowledge responder.
+3. `--turn-cpu N`: only the responder path, in this process: N streamed answers through the
+   chain `ResponderFactory.build` makes for an `openai` site (as a turn builds it), `--concurrency`
+   at a time, against the same fake in its own process. Prints the CPU time this process spent
+   per streamed turn (what the server pays for the upstream side of a turn, without storing
+   messages or serving the visitor). `--profile FILE` writes a cProfile of that run.
 
 Budgets (issue): added p50 ≤ 5 ms, p99 ≤ 25 ms at 100 messages/s; hit rate ≥ 80 %.
 Retrieval p95 at 100k chunks and ingestion speed are measured by bench/retrieval.py.
 
     .venv/bin/python -m bench.responders --rate 100 --seconds 10
+    .venv/bin/python -m bench.responders --turn-cpu 2000 --concurrency 20
 """
 
 from __future__ import annotations
@@ -123,6 +129,81 @@ async def direct(base_url: str, rate: float, seconds: float) -> list[float]:
         await client.close()
 
 
+async def turn_cpu(
+    upstream: str, turns: int, concurrency: int, profile: Path | None
+) -> dict[str, Any]:
+    """CPU of this process per streamed answer through the responder chain, as a turn runs it:
+    the chain built from the site's stored (sealed) responder JSON, a short history, the answer
+    streamed to its end."""
+    from frontdesk.config import Settings
+    from frontdesk.responders.base import AnswerRequest, FinalAnswer, HistoryItem
+    from frontdesk.responders.breaker import MemoryBreakerStore
+    from frontdesk.responders.config import seal_responder
+    from frontdesk.responders.registry import ResponderFactory
+    from frontdesk.security.keys import SecretBox
+
+    settings = Settings()
+    box = SecretBox(settings.server_key)
+
+    def no_reads() -> Any:
+        raise AssertionError("an openai link reads nothing")
+
+    factory = ResponderFactory(
+        settings=settings, box=box, read_scope=no_reads, breaker_store=MemoryBreakerStore()
+    )
+    stored = seal_responder(
+        {
+            "kind": "openai",
+            "base_url": f"{upstream}/v1",
+            "api_key": "sk-bench",
+            "model": "bench-model",
+        },
+        box,
+    )
+    history = [
+        HistoryItem("visitor", "Hello, do you ship to Norway?"),
+        HistoryItem("assistant", "Yes, we ship to Norway within five working days."),
+    ]
+    gate = asyncio.Semaphore(concurrency)
+    usage_seen = 0
+
+    async def one(i: int) -> None:
+        nonlocal usage_seen
+        request = AnswerRequest(
+            "site_bench", f"conv_{i}", f"vis_{i}", f"question {i}", history, "en", "Bench"
+        )
+        async with gate:
+            chain = factory.build(stored)
+            async for item in chain.answer(request):
+                if isinstance(item, FinalAnswer):
+                    if item.meta.get("responder") != "openai":
+                        raise RuntimeError(f"the upstream did not answer: {item.meta}")
+                    usage_seen += bool(item.usage)
+
+    await asyncio.gather(*(one(i) for i in range(min(turns, 50))))  # warm: pool, imports
+    profiler = None
+    if profile is not None:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    cpu, wall = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(turns)))
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(profile)
+    await factory.close()
+    return {
+        "turns": turns,
+        "concurrency": concurrency,
+        "cpu_per_turn_ms": round(cpu / turns * 1000, 3),
+        "turns_per_cpu_second": round(turns / cpu),
+        "wall_s": round(wall, 2),
+        "answers_with_usage": usage_seen,
+    }
+
+
 def xff(i: int) -> str:
     return f"198.18.{(i // 250) % 250}.{i % 250 + 1}"
 
@@ -220,6 +301,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--upstream-ms", type=float, default=50)
     parser.add_argument("--asks", type=int, default=300)
+    parser.add_argument("--turn-cpu", type=int, default=0, metavar="N")
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--profile", type=Path, default=None, metavar="FILE")
     args = parser.parse_args()
     upstream_port = free_port()
     fake_process = subprocess.Popen(
@@ -235,6 +319,12 @@ def main() -> None:
                 break
             except httpx.TransportError:
                 time.sleep(0.1)
+        if args.turn_cpu:
+            measured = asyncio.run(
+                turn_cpu(upstream, args.turn_cpu, args.concurrency, args.profile)
+            )
+            print(json.dumps(measured, indent=2))
+            return
         direct_latencies = asyncio.run(direct(upstream, args.rate, args.seconds))
         data = Path(tempfile.mkdtemp(prefix="fd-bench-responders-"))
         port = free_port()

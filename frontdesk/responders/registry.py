@@ -3,8 +3,9 @@
 Each entry of the `fallback` chain becomes a link: the offline knowledge responder, an
 OpenAI-compatible endpoint, or a Dify app (a flow, until flows exist, fails over at once). Upstream
 links get a circuit breaker keyed by kind and host, shared across processes when Redis is
-configured; HTTP clients are pooled per process so that a new answer does not pay for a new
-connection.
+configured. HTTP clients are made once per upstream configuration and process, each over its own
+aiohttp connection pool (`transport.py`), so that a new answer pays neither for a new client nor
+for a new connection.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from frontdesk.responders.config import (
 from frontdesk.responders.dify import DifyResponder
 from frontdesk.responders.knowledge import KnowledgeResponder, ReadScope
 from frontdesk.responders.openai_compat import OpenAIResponder
+from frontdesk.responders.transport import AiohttpTransport
 from frontdesk.security.keys import SecretBox
 
 FailureHook = Callable[[str, ResponderError], Awaitable[None]]
@@ -60,8 +62,8 @@ class ResponderFactory:
         self.box = box
         self.read_scope = read_scope
         self.breaker_store = breaker_store
-        self._openai: dict[tuple[str, str, float], AsyncOpenAI] = {}
-        self._http: dict[float, httpx.AsyncClient] = {}
+        self._openai: dict[tuple[str, str, Timeouts], AsyncOpenAI] = {}
+        self._http: dict[Timeouts, httpx.AsyncClient] = {}
 
     async def close(self) -> None:
         for client in self._openai.values():
@@ -70,25 +72,31 @@ class ResponderFactory:
             await http.aclose()
 
     def _http_client(self, timeouts: Timeouts) -> httpx.AsyncClient:
-        client = self._http.get(timeouts.connect_s)
+        client = self._http.get(timeouts)
         if client is None:
             client = httpx.AsyncClient(
+                transport=AiohttpTransport(max_connections=500),
                 timeout=httpx.Timeout(timeouts.total_s, connect=timeouts.connect_s),
-                limits=httpx.Limits(max_connections=500, max_keepalive_connections=100),
                 follow_redirects=False,
             )
-            self._http[timeouts.connect_s] = client
+            self._http[timeouts] = client
         return client
 
     def _openai_client(self, config: OpenAIConfig, timeouts: Timeouts) -> AsyncOpenAI:
-        key = (str(config.base_url), config.api_key, timeouts.connect_s)
+        key = (str(config.base_url), config.api_key, timeouts)
         client = self._openai.get(key)
         if client is None:
+            timeout = httpx.Timeout(timeouts.total_s, connect=timeouts.connect_s)
             client = AsyncOpenAI(
                 base_url=str(config.base_url),
                 api_key=config.api_key or "not-needed",
                 max_retries=0,  # the chain retries, and only before the first token
-                timeout=httpx.Timeout(timeouts.total_s, connect=timeouts.connect_s),
+                timeout=timeout,
+                http_client=httpx.AsyncClient(
+                    transport=AiohttpTransport(max_connections=1000),
+                    timeout=timeout,
+                    follow_redirects=True,  # as the SDK's own client does
+                ),
             )
             self._openai[key] = client
         return client

@@ -11,33 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import orjson
 
 from frontdesk.responders.base import AnswerRequest, Delta, FinalAnswer, ResponderError
 from frontdesk.responders.config import DifyConfig
+from frontdesk.responders.sse import EventStream, drain
 
-IGNORED = frozenset(
-    {
-        "ping",
-        "workflow_started",
-        "workflow_finished",
-        "node_started",
-        "node_finished",
-        "agent_thought",
-        "message_file",
-        "tts_message",
-        "tts_message_end",
-        "iteration_started",
-        "iteration_next",
-        "iteration_completed",
-        "parallel_branch_started",
-        "parallel_branch_finished",
-    }
-)
 _background: set[asyncio.Task[None]] = set()
 
 
@@ -124,47 +107,52 @@ class DifyResponder:
                 if response.status_code >= 400:
                     raw = await response.aread()
                     try:
-                        error_body = json.loads(raw)
-                    except ValueError:
+                        error_body = orjson.loads(raw)
+                    except orjson.JSONDecodeError:
                         error_body = {}
                     if response.status_code == 404 and conversation_id:
                         raise ResponderError("unknown_conversation", "dify lost the conversation")
                     raise map_status(
                         response.status_code, error_body, response.headers.get("retry-after")
                     )
-                async for line in response.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    try:
-                        data = json.loads(line[5:].strip())
-                    except ValueError as exc:
-                        raise ResponderError("protocol", "dify sent a malformed event") from exc
-                    event = data.get("event")
-                    task_id = task_id or data.get("task_id")
-                    conversation_id = data.get("conversation_id") or conversation_id
-                    if event in ("message", "agent_message"):
-                        piece = str(data.get("answer") or "")
-                        if piece:
-                            pieces.append(piece)
-                            yield Delta(piece)
-                    elif event == "message_replace":
-                        pieces = [str(data.get("answer") or "")]
-                    elif event == "message_end":
-                        metadata = data.get("metadata") or {}
-                        raw_usage = metadata.get("usage") or {}
-                        usage = {
-                            k: int(raw_usage[k])
-                            for k in ("prompt_tokens", "completion_tokens", "total_tokens")
-                            if isinstance(raw_usage.get(k), int | float)
-                        }
-                        citations = citations_from(metadata.get("retriever_resources"))
-                        finished = True
+                events = EventStream()
+                chunks = response.aiter_bytes()
+                async for raw in chunks:
+                    for payload in events.feed(raw):
+                        try:
+                            data = orjson.loads(payload)
+                        except orjson.JSONDecodeError as exc:
+                            raise ResponderError("protocol", "dify sent a malformed event") from exc
+                        if not isinstance(data, dict):
+                            raise ResponderError("protocol", "dify sent a malformed event")
+                        event = data.get("event")
+                        task_id = task_id or data.get("task_id")
+                        conversation_id = data.get("conversation_id") or conversation_id
+                        if event in ("message", "agent_message"):
+                            piece = str(data.get("answer") or "")
+                            if piece:
+                                pieces.append(piece)
+                                yield Delta(piece)
+                        elif event == "message_replace":
+                            pieces = [str(data.get("answer") or "")]
+                        elif event == "message_end":
+                            metadata = data.get("metadata") or {}
+                            raw_usage = metadata.get("usage") or {}
+                            usage = {
+                                k: int(raw_usage[k])
+                                for k in ("prompt_tokens", "completion_tokens", "total_tokens")
+                                if isinstance(raw_usage.get(k), int | float)
+                            }
+                            citations = citations_from(metadata.get("retriever_resources"))
+                            finished = True
+                            break
+                        elif event == "error":
+                            status = int(data.get("status") or 500)
+                            raise map_status(status, data, None)
+                        # anything else (workflow, node, ping, and events Dify adds) is skipped
+                    if finished:
+                        await drain(chunks)
                         break
-                    elif event == "error":
-                        status = int(data.get("status") or 500)
-                        raise map_status(status, data, None)
-                    elif event not in IGNORED:
-                        continue  # unknown events are skipped, as Dify adds new ones
         except httpx.TimeoutException as exc:
             raise ResponderError("timeout", "dify timed out") from exc
         except httpx.TransportError as exc:

@@ -14,8 +14,6 @@ answers streamed (decision 0024). Only the fields FrontDesk uses are read from e
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import math
 from collections.abc import AsyncIterator
 from typing import Any, cast
@@ -28,6 +26,7 @@ from openai.types.chat.completion_create_params import CompletionCreateParamsStr
 
 from frontdesk.responders.base import AnswerRequest, Delta, FinalAnswer, HistoryItem, ResponderError
 from frontdesk.responders.config import OpenAIConfig
+from frontdesk.responders.sse import EventStream, drain
 
 DEFAULT_SYSTEM = (
     "You are the assistant on the website of {site}. Answer briefly, accurately and politely. "
@@ -36,9 +35,6 @@ DEFAULT_SYSTEM = (
 ROLE_MAP = {"visitor": "user", "assistant": "assistant", "operator": "assistant"}
 USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
 DONE = b"[DONE]"
-# After `[DONE]` only the end of the HTTP body is left; reading it lets the connection go back
-# to the pool instead of being closed. An upstream that keeps the body open is not waited for.
-DRAIN_S = 0.5
 
 
 def estimate_tokens(text: str) -> int:
@@ -92,38 +88,6 @@ def map_error(error: Exception) -> ResponderError:
             return ResponderError("server_error", f"the upstream failed ({status})")
         return ResponderError("bad_request", f"the upstream rejected the request ({status})")
     return ResponderError("protocol", f"the upstream stream broke: {type(error).__name__}")
-
-
-class EventStream:
-    """Server-sent events, fed the body's bytes as they arrive: `feed` returns the `data` of
-    every event completed so far (several `data:` lines of one event joined by newlines).
-    Other fields (`event:`, `id:`, `retry:`) and comments are not used by Chat Completions."""
-
-    __slots__ = ("_data", "_rest")
-
-    def __init__(self) -> None:
-        self._rest = b""
-        self._data: list[bytes] = []
-
-    def feed(self, chunk: bytes) -> list[bytes]:
-        lines = (self._rest + chunk).split(b"\n") if self._rest else chunk.split(b"\n")
-        self._rest = lines.pop()  # an unfinished line waits for the next chunk
-        events: list[bytes] = []
-        for line in lines:
-            if line[-1:] == b"\r":
-                line = line[:-1]
-            if not line:
-                if self._data:
-                    events.append(b"\n".join(self._data))
-                    self._data = []
-            elif line[:5] == b"data:":
-                self._data.append(line[6:] if line[5:6] == b" " else line[5:])
-        return events
-
-    def end(self) -> list[bytes]:
-        """The last event, when the body ended without the blank line that closes it."""
-        events = self.feed(b"\n\n") if self._rest or self._data else []
-        return events
 
 
 def read_chunk(payload: bytes) -> dict[str, Any]:
@@ -219,7 +183,7 @@ class OpenAIResponder:
             async for data in chunks:
                 for payload in events.feed(data):
                     if payload[:6] == DONE:
-                        await self._drain(chunks)
+                        await drain(chunks)
                         return
                     yield payload
         except httpx.HTTPError as exc:
@@ -228,13 +192,6 @@ class OpenAIResponder:
         for payload in events.end():
             if payload[:6] != DONE:
                 yield payload
-
-    @staticmethod
-    async def _drain(chunks: AsyncIterator[bytes]) -> None:
-        with contextlib.suppress(httpx.HTTPError, TimeoutError):
-            async with asyncio.timeout(DRAIN_S):
-                async for _ in chunks:
-                    pass
 
     async def answer(self, request: AnswerRequest) -> AsyncIterator[Delta | FinalAnswer]:
         response = await self._open(request)

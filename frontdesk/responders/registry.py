@@ -5,7 +5,9 @@ OpenAI-compatible endpoint, or a Dify app (a flow, until flows exist, fails over
 links get a circuit breaker keyed by kind and host, shared across processes when Redis is
 configured. HTTP clients are made once per upstream configuration and process, each over its own
 aiohttp connection pool (`transport.py`), so that a new answer pays neither for a new client nor
-for a new connection.
+for a new connection. The links made from a stored responder JSON are kept too (they hold no
+state of a turn: breakers keep theirs in the store), so a turn does not open the sealed key and
+validate the JSON again.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
+import orjson
 from openai import AsyncOpenAI
 
 from frontdesk.config import Settings
@@ -36,6 +39,8 @@ from frontdesk.security.keys import SecretBox
 
 FailureHook = Callable[[str, ResponderError], Awaitable[None]]
 OpenedHook = Callable[[str], Awaitable[None]]
+# Distinct responder configurations whose links are kept; past it the memo starts again.
+MAX_KEPT_CHAINS = 1024
 
 
 class UnavailableFlow:
@@ -64,6 +69,7 @@ class ResponderFactory:
         self.breaker_store = breaker_store
         self._openai: dict[tuple[str, str, Timeouts], AsyncOpenAI] = {}
         self._http: dict[Timeouts, httpx.AsyncClient] = {}
+        self._links: dict[bytes, list[Link]] = {}
 
     async def close(self) -> None:
         for client in self._openai.values():
@@ -135,9 +141,19 @@ class ResponderFactory:
         on_failure: FailureHook | None = None,
         on_circuit_opened: OpenedHook | None = None,
     ) -> ResponderChain:
-        config: Any = parse_responder(unseal_responder(stored or {"kind": "knowledge"}, self.box))
-        links = []
-        while config is not None:
-            links.append(self._link(config))
-            config = config.fallback
-        return ResponderChain(links, on_failure=on_failure, on_circuit_opened=on_circuit_opened)
+        key = orjson.dumps(stored or {}, option=orjson.OPT_SORT_KEYS)
+        links = self._links.get(key)
+        if links is None:
+            config: Any = parse_responder(
+                unseal_responder(stored or {"kind": "knowledge"}, self.box)
+            )
+            links = []
+            while config is not None:
+                links.append(self._link(config))
+                config = config.fallback
+            if len(self._links) >= MAX_KEPT_CHAINS:
+                self._links.clear()
+            self._links[key] = links
+        return ResponderChain(
+            list(links), on_failure=on_failure, on_circuit_opened=on_circuit_opened
+        )

@@ -29,7 +29,7 @@ import orjson
 
 from frontdesk.realtime.eager import Rest, start_eagerly
 from frontdesk.realtime.frames import encode
-from frontdesk.realtime.wire import FULL, WRITTEN, DirectWire, text_frame
+from frontdesk.realtime.wire import CLOSED, FULL, WRITTEN, DirectWire, text_frame
 
 Writer = Callable[[str], Awaitable[None]]  # returns a coroutine (stepped by `start_eagerly`)
 _background: set[asyncio.Task[None]] = set()  # overflow handlers, referenced until they finish
@@ -113,12 +113,22 @@ class Outbox:
         if self.closed:
             return
         wire = self._wire
-        if wire is not None:  # the fan-out's case, once per frame and subscriber
-            self._write_wire(wire, frame if frame is not None else text_frame(text.encode()))
-        elif self._drain is None:
-            self._write_now(text)  # the common case through the server's `send`
+        if wire is None:
+            if self._drain is None:
+                self._write_now(text)  # the common case through the server's `send`
+            else:
+                self._enqueue(text)
+            return
+        # A direct wire: the fan-out's case, once per frame and subscriber (`_write_wire`,
+        # inlined to save a call per frame).
+        try:
+            done = wire.write(frame or text_frame(text.encode()), self.max_bytes)
+        except Exception:  # the transport failed: the client is gone
+            done = CLOSED
+        if done == WRITTEN:
+            self.frames_sent += 1
         else:
-            self._enqueue(text)
+            self._not_written(done)
 
     def _write_wire(self, wire: DirectWire, frame: bytes) -> None:
         if self.closed:
@@ -126,11 +136,15 @@ class Outbox:
         try:
             done = wire.write(frame, self.max_bytes)
         except Exception:  # the transport failed: the client is gone
-            done = -1
+            done = CLOSED
         if done == WRITTEN:
             self.frames_sent += 1
-        elif done == FULL:
-            self._overflow()
+        else:
+            self._not_written(done)
+
+    def _not_written(self, done: int) -> None:
+        if done == FULL:
+            self._overflow()  # a slow consumer
         else:  # closing or gone
             self.close()
 

@@ -136,7 +136,7 @@ class RedisBroker:
                 await asyncio.sleep(self.retry_s)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # typed in newer redis
                 with contextlib.suppress(Exception):
                     await client.aclose()
 

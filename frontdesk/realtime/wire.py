@@ -60,21 +60,21 @@ class SentCounter(Protocol):
 class SentFrames:
     """Frames written directly, added to an endpoint's `sent` counter once per event-loop turn:
     a Prometheus increment takes a lock, a measurable share of a frame's cost when it is paid
-    per frame and subscriber. A scrape runs in a later turn, so it always sees every frame."""
+    per frame and subscriber. A scrape runs in a later turn, so it always sees every frame.
+    `DirectWire.write` adds to `pending` itself (a call less per frame) and calls `schedule`
+    for the first frame of a turn."""
 
-    __slots__ = ("_counter", "_pending")
+    __slots__ = ("_counter", "pending")
 
     def __init__(self, counter: SentCounter) -> None:
         self._counter = counter
-        self._pending = 0
+        self.pending = 0
 
-    def add(self) -> None:
-        self._pending += 1
-        if self._pending == 1:
-            asyncio.get_running_loop().call_soon(self._flush)
+    def schedule(self) -> None:
+        asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
-        pending, self._pending = self._pending, 0
+        pending, self.pending = self.pending, 0
         if pending:
             self._counter.inc(pending)
 
@@ -115,14 +115,17 @@ class DirectWire:
         if (
             protocol.close_sent
             or protocol.disconnected
-            or self._connection.state is not OPEN
+            or self._connection._state is not OPEN  # the `state` property, without the call
             or transport.is_closing()
         ):
             return CLOSED
         if transport.get_write_buffer_size() + len(frame) > limit:
             return FULL
         transport.write(frame)
-        self.sent.add()
+        sent = self.sent
+        sent.pending += 1
+        if sent.pending == 1:
+            sent.schedule()
         return WRITTEN
 
 
@@ -144,6 +147,7 @@ def direct_wire(send: Any, sent: SentFrames) -> DirectWire | None:
     if (
         not isinstance(connection, SansIOConnection)
         or connection.extensions  # e.g. permessage-deflate: frames differ per connection
+        or getattr(connection, "_state", None) is not connection.state
         or connection.expect_continuation_frame
         or not getattr(protocol, "handshake_complete", False)
         or getattr(protocol, "initial_response", True) is not None

@@ -83,6 +83,7 @@ class RecordedRequest:
     tokens_sent: int = 0
     # completed | disconnected (client left) | dropped | stopped (Dify) | shutdown | pending
     outcome: str = "pending"
+    client_port: int | None = None  # the caller's port: the same one again = a reused connection
 
 
 def answer_words(prompt: str, count: int) -> list[str]:
@@ -336,6 +337,7 @@ class FakeUpstream(Knobs):
             parsed = None
         headers = {k: v for k, v in ex.headers.items() if k != "authorization"}
         rec = RecordedRequest(ex.method, ex.path, headers, parsed)
+        rec.client_port = (scope.get("client") or (None, None))[1]
         self.requests.append(rec)
         self._live.add(ex)
         self.in_flight += 1

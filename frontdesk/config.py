@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     job_lease_s: float = Field(default=60.0, gt=0)
     job_poll_s: float = Field(default=1.0, gt=0)
     job_coalesce_ms: float = Field(
-        default=20.0, ge=0, le=1000, description="Shortest time between two worker passes."
+        default=50.0, ge=0, le=1000, description="Shortest time between two worker passes."
     )
     webhook_timeout_s: float = Field(default=15.0, gt=0, le=60)
     smtp_host: str | None = Field(

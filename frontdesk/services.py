@@ -15,12 +15,14 @@ import orjson
 
 from frontdesk.config import Settings
 from frontdesk.db import Database
+from frontdesk.events.cursors import cursors_behind
 from frontdesk.events.dispatch import EventDispatcher
 from frontdesk.events.retention import ActivityRetention
 from frontdesk.jobs.clock import Clock
 from frontdesk.jobs.worker import Worker
 from frontdesk.knowledge.ingestion import INGEST_JOB, KnowledgeIngest
 from frontdesk.notifications.delivery import DigestEmail, EmailNotification
+from frontdesk.notifications.fanout import CURSOR as NOTIFICATION_CURSOR
 from frontdesk.notifications.fanout import DIGEST_JOB, EMAIL_JOB, NotificationFanout
 from frontdesk.notifications.mailer import Mailer
 from frontdesk.queries.sites import KnownOrigins, SiteDirectory
@@ -43,6 +45,7 @@ from frontdesk.security.ratelimit import (
 from frontdesk.security.tokens import AccessTokens
 from frontdesk.turns import TurnRunner
 from frontdesk.webhooks.deliver import Deliverer
+from frontdesk.webhooks.fanout import CURSOR as WEBHOOK_CURSOR
 from frontdesk.webhooks.fanout import fan_out
 from frontdesk.webhooks.ssrf import Allowlist, WebhookClient, guarded_client
 
@@ -100,8 +103,14 @@ class Services:
 
         async def fan_out_events() -> int:
             # Between job batches: events become deliveries and notifications; old ones go.
-            fanned = await fan_out(db, clock, settings.public_url)
-            return fanned + await notify() + await retention()
+            # One read tells which fan-outs have events to look at (most passes: neither).
+            behind = await cursors_behind(db, (WEBHOOK_CURSOR, NOTIFICATION_CURSOR))
+            fanned = 0
+            if WEBHOOK_CURSOR in behind:
+                fanned += await fan_out(db, clock, settings.public_url, checked=True)
+            if NOTIFICATION_CURSOR in behind:
+                fanned += await notify(checked=True)
+            return fanned + await retention()
 
         worker = Worker(
             db,

@@ -13,8 +13,9 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from frontdesk.errors import invalid_request, not_found
 from frontdesk.events.recorder import record_event
@@ -78,13 +79,11 @@ async def do_create_message(
         if existing is not None:
             return StoredMessage(existing, created=False, conversation=conversation)
     now = utcnow()
-    conversation.last_seq += 1
-    conversation.last_message_at = now
-    conversation.updated_at = now
+    seq = conversation.last_seq + 1
     message = Message(
         id=message_id or new_id("msg"),
         conversation_id=conversation_id,
-        seq=conversation.last_seq,
+        seq=seq,
         role=role,
         text=text,
         client_id=client_id,
@@ -93,7 +92,31 @@ async def do_create_message(
         meta=meta or None,
         created_at=now,
     )
-    session.add(message)
+    # Two Core statements instead of the ORM's flush (a turn stores two messages, and the unit
+    # of work was most of their cost). The conversation row is locked, so `seq` is the next one.
+    conn = await session.connection()
+    await conn.execute(
+        _BUMP_CONVERSATION,
+        {"conversation_id": conversation_id, "seq": seq, "now": now},
+    )
+    await conn.execute(
+        _INSERT_MESSAGE,
+        {
+            "id": message.id,
+            "conversation_id": conversation_id,
+            "seq": seq,
+            "role": role,
+            "text": text,
+            "client_id": client_id,
+            "reply_to_id": reply_to_id,
+            "citations": message.citations,
+            "meta": message.meta,
+            "created_at": now,
+        },
+    )
+    # The loaded conversation now matches its row, without becoming a pending change.
+    for name, value in (("last_seq", seq), ("last_message_at", now), ("updated_at", now)):
+        set_committed_value(conversation, name, value)
     record_event(
         session,
         "message.created",
@@ -108,6 +131,16 @@ async def do_create_message(
         actor=_author(role, conversation, meta),
     )
     return StoredMessage(message, created=True, conversation=conversation)
+
+
+_BUMP_CONVERSATION = (
+    update(Conversation)
+    .where(Conversation.id == bindparam("conversation_id"))
+    .values(
+        last_seq=bindparam("seq"), last_message_at=bindparam("now"), updated_at=bindparam("now")
+    )
+)
+_INSERT_MESSAGE = insert(Message)
 
 
 def _author(role: str, conversation: Conversation, meta: dict[str, Any] | None) -> str | None:

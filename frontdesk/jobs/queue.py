@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from frontdesk.db import Database
 from frontdesk.models import Job
 
 
@@ -54,14 +55,25 @@ async def extend_lease(session: AsyncSession, job_id: int, worker: str, *, until
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def claim(
-    session: AsyncSession, *, worker: str, now: datetime, lease_s: float, limit: int
-) -> list[Job]:
-    due = or_(
+def _due(now: datetime) -> Any:
+    return or_(
         and_(Job.status == "pending", Job.run_at <= now),
         and_(Job.status == "running", Job.lease_until < now),
     )
-    stmt = select(Job).where(due).order_by(Job.run_at, Job.id).limit(limit)
+
+
+async def any_due(db: Database, now: datetime) -> bool:
+    """Whether a job is due (one read, no write lock): most worker passes under chat load find
+    none, and a claim would take the writer for nothing."""
+    async with db.reader.connect() as conn:
+        found = await conn.execute(select(Job.id).where(_due(now)).limit(1))
+        return found.first() is not None
+
+
+async def claim(
+    session: AsyncSession, *, worker: str, now: datetime, lease_s: float, limit: int
+) -> list[Job]:
+    stmt = select(Job).where(_due(now)).order_by(Job.run_at, Job.id).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     jobs = list((await session.execute(stmt)).scalars())

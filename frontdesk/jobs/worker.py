@@ -137,7 +137,7 @@ class Worker:
         batch: int = 100,
         poll_s: float = 1.0,
         concurrency: int = 400,
-        coalesce_s: float = 0.02,
+        coalesce_s: float = 0.05,
     ) -> None:
         self.db = db
         self.broker = broker
@@ -247,6 +247,8 @@ class Worker:
         return fanned + len(jobs)
 
     async def _claim(self, limit: int) -> list[Job]:
+        if not await queue.any_due(self.db, self.clock.now()):
+            return []
         async with self.db.session_scope() as session:
             return await queue.claim(
                 session,

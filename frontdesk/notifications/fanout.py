@@ -16,7 +16,7 @@ import orjson
 from sqlalchemy import func, select
 
 from frontdesk.db import Database
-from frontdesk.events.cursors import log_moved_past, take_next_events
+from frontdesk.events.cursors import load_events, log_moved_past, next_event_heads, take_cursor
 from frontdesk.ids import new_id
 from frontdesk.jobs.clock import Clock
 from frontdesk.jobs.queue import enqueue
@@ -82,40 +82,56 @@ class NotificationFanout:
         self.clock = clock
         self.public_url = public_url
 
-    async def __call__(self) -> int:
-        """One pass; returns how many events were considered."""
-        if not await log_moved_past(self.db, CURSOR):
+    async def __call__(self, *, checked: bool = False) -> int:
+        """One pass; returns how many events were considered. `checked`: the caller already
+        knows the log moved past the cursor."""
+        if not checked and not await log_moved_past(self.db, CURSOR):
             return 0
         live: dict[str, list[Notification]] = defaultdict(list)
         async with self.db.session_scope() as session:
-            taken = await take_next_events(session, CURSOR, BATCH)
+            taken = await take_cursor(session, CURSOR)
             if taken is None:
                 return 0
-            cursor, events = taken
             postgres = session.get_bind().dialect.name == "postgresql"
             operators = list(
                 (await session.execute(select(Operator).where(Operator.disabled.is_(False))))
                 .scalars()
                 .all()
             )
+            if not operators:
+                return taken.skip_to_head()
+            heads = await next_event_heads(session, taken, BATCH)
             rows_stmt = select(NotificationPreference)
             if postgres:  # the digest job updates the same rows
                 rows_stmt = rows_stmt.with_for_update()
             rows = {r.operator_id: r for r in (await session.execute(rows_stmt)).scalars()}
             prefs = {op.id: Preferences.of(rows.get(op.id)) for op in operators}
+            # Who wants what is decided on the events' heads; only those events are read whole.
+            wanted_by = [
+                (
+                    head,
+                    [
+                        op
+                        for op in operators
+                        if head.actor != op.id and prefs[op.id].wants(head.type, head.site_id)
+                    ],
+                )
+                for head in heads
+            ]
+            events = await load_events(session, [head.offset for head, ops in wanted_by if ops])
             now = self.clock.now()
-            for event in events:
-                for operator in operators:
+            for head, wanting in wanted_by:
+                for operator in wanting:
                     wanted = prefs[operator.id]
-                    if event.actor == operator.id or not wanted.wants(event.type, event.site_id):
-                        continue
-                    note = self._notification(session, operator, wanted, rows, event, now)
+                    note = self._notification(
+                        session, operator, wanted, rows, events[head.offset], now
+                    )
                     if wanted.in_app:
                         live[operator.id].append(note)
-            cursor.value = str(events[-1].offset)
+            taken.cursor.value = str(heads[-1].offset)
         if live:
             await self._publish(live)
-        return len(events)
+        return len(heads)
 
     def _notification(
         self,

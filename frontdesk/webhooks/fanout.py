@@ -15,7 +15,7 @@ import orjson
 from sqlalchemy import insert, select
 
 from frontdesk.db import Database
-from frontdesk.events.cursors import log_moved_past, take_next_events
+from frontdesk.events.cursors import load_events, log_moved_past, next_event_heads, take_cursor
 from frontdesk.ids import new_id
 from frontdesk.jobs.clock import Clock
 from frontdesk.models import EventRecord, Job, WebhookDelivery, WebhookEndpoint
@@ -70,15 +70,15 @@ def payload_for(event: EventRecord, public_url: str) -> bytes:
     return orjson.dumps(reference)
 
 
-async def fan_out(db: Database, clock: Clock, public_url: str) -> int:
-    """One pass; returns how many events were handled."""
-    if not await log_moved_past(db, CURSOR):
+async def fan_out(db: Database, clock: Clock, public_url: str, *, checked: bool = False) -> int:
+    """One pass; returns how many events were handled. `checked`: the caller already knows
+    the log moved past the cursor."""
+    if not checked and not await log_moved_past(db, CURSOR):
         return 0
     async with db.session_scope() as session:
-        taken = await take_next_events(session, CURSOR, BATCH)
+        taken = await take_cursor(session, CURSOR)
         if taken is None:
             return 0
-        cursor, events = taken
         endpoints = list(
             (
                 await session.execute(
@@ -86,11 +86,15 @@ async def fan_out(db: Database, clock: Clock, public_url: str) -> int:
                 )
             ).scalars()
         )
+        if not endpoints:
+            # Nobody to deliver to: an endpoint created later starts at the head it saw.
+            return taken.skip_to_head()
+        heads = await next_event_heads(session, taken, BATCH)
+        loaded = await load_events(session, [h.offset for h in heads if h.type not in NOT_SENT])
+        events = [loaded[h.offset] for h in heads if h.offset in loaded]
         now = clock.now()
         deliveries: list[dict[str, object]] = []
         for event in events:
-            if event.type in NOT_SENT:
-                continue
             for endpoint in endpoints:
                 if event.offset <= endpoint.from_offset or not matches(endpoint, event):
                     continue
@@ -127,5 +131,5 @@ async def fan_out(db: Database, clock: Clock, public_url: str) -> int:
                     for delivery in deliveries
                 ],
             )
-        cursor.value = str(events[-1].offset)
-        return len(events)
+        taken.cursor.value = str(heads[-1].offset)
+        return len(heads)

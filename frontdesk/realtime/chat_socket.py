@@ -9,7 +9,9 @@ complete and ordered.
 
 A connection is many per process and mostly idle, so it holds little: this object (slotted), its
 outbox, a feed per joined conversation, the token-expiry timer, and the one coroutine that reads
-its frames. It is spoken in plain ASGI (`AsgiSocket`), dispatched ahead of the middleware stack.
+its frames. It is spoken in plain ASGI (`AsgiSocket`), dispatched ahead of the middleware stack;
+on uvicorn's `websockets-sansio` without compression its outbox writes frames straight to the
+transport (`frontdesk/realtime/wire.py`), everywhere else through the server's `send`.
 """
 
 from __future__ import annotations
@@ -163,6 +165,13 @@ class ChatSocket(AsgiSocket):
         assert self.claims is not None
         deadlines = self.services.token_deadlines
         self._expiry = deadlines.set(self, self.claims.expires_at, self._expiry)
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        """Close with `code`: no frame is written from here on, even while the server's close
+        waits for a transport that pushes back (frames on a direct wire would otherwise still
+        go out ahead of it)."""
+        self.outbox.close()
+        await super().close(code, reason)
 
     def expired(self) -> None:
         self._expiry = None

@@ -137,15 +137,14 @@ class ConversationChannel:
         seq = self._note_stored(message)
         if self._repair is not None:
             return  # the repair reads up to `head`, in order
-        previous, encoded, behind = seq - 1, None, False
+        previous, behind = seq - 1, False
+        text, frame = shared({"type": "message", "message": message})
         for feed in self.feeds:  # once per subscriber: keep it lean
             if not feed.live:
                 continue
             if feed.last_seq == previous:
-                if encoded is None:
-                    encoded = shared({"type": "message", "message": message})
                 feed.last_seq = seq
-                feed.outbox.send_text(*encoded)
+                feed.outbox.send_text(text, frame)
             elif feed.last_seq < previous:
                 behind = True
         if behind:

@@ -33,7 +33,10 @@ served by `frontdesk.server.uvicorn_config` with only the WebSocket implementati
 run under the very same uvicorn options.
 
 While FrontDesk connections are being opened, one extra connection sends a `typing` frame every
-5 s (see `Keeper`); `--no-keepalive` turns it off. `--tracemalloc` (idle) reports what each
+5 s (see `Keeper`); `--no-keepalive` turns it off. On `websockets-sansio` FrontDesk writes
+`/ws/chat` frames straight to uvicorn's transport (frontdesk/realtime/wire.py); `--asgi-send`
+makes the server under test use the ASGI `send` instead (same code otherwise), for a comparison
+on the same machine at the same time. `--tracemalloc` (idle) reports what each
 connection holds by allocation site (bench/footprint.py).
 
     .venv/bin/python -m bench.realtime standard          # the issue's set, then the report
@@ -108,6 +111,7 @@ QUESTIONS = (
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MARK = re.compile(rb"bench n=(\d+) t=([0-9.]+)")
 NOISE: dict[str, float] = {}  # what the rest of the machine used before the current scenario
+ASGI_SEND_ENV = "BENCH_ASGI_SEND"  # set for the server under test by `run --asgi-send`
 PRIORITY = {"nice": 0}  # niceness of the server and this client (negative: ahead of other work)
 DELIVERS_RATIO = 0.99  # a size "delivers" when at least this share of frames arrived in time
 
@@ -731,7 +735,13 @@ def cli_json(argv: list[str], env: dict[str, str]) -> dict[str, Any]:
 
 @contextmanager
 def running_server(
-    kind: str, ws: str, *, server_cpu: int | None, demo: bool = False, traced: bool = False
+    kind: str,
+    ws: str,
+    *,
+    server_cpu: int | None,
+    demo: bool = False,
+    traced: bool = False,
+    asgi_send: bool = False,
 ) -> Iterator[Server]:
     """Start FrontDesk (migrated, with an admin key and a bench site) or the socket.io target on
     a free port, pinned to `server_cpu`; always stopped on the way out. `traced`: the server
@@ -741,6 +751,8 @@ def running_server(
         env, log_path = base_env(data_dir, port, demo=demo), data_dir / "server.log"
         if traced:
             env[footprint.ENV] = str(data_dir)
+        if asgi_send:
+            env[ASGI_SEND_ENV] = "1"
         api_key = None
         if kind == "frontdesk":
             command = frontdesk_command()
@@ -807,6 +819,10 @@ def serve_frontdesk(ws: str, host: str, port: int) -> None:
     configure_logging(settings.log_level)
     config = uvicorn_config(create_app(settings), settings, host=host, port=port)
     config.ws = ws
+    if os.environ.get(ASGI_SEND_ENV):  # `run --asgi-send`: no direct wire, every frame via ASGI
+        from frontdesk.realtime.sockets import AsgiSocket
+
+        AsgiSocket.direct_wire = lambda self: None  # type: ignore[method-assign]
     # As `frontdesk serve` does: what startup built is kept out of the garbage collector's walks.
     gc.collect()
     gc.freeze()
@@ -1774,6 +1790,7 @@ class RunSpec:
     tokens: int = 60  # upstream: tokens per answer
     token_rate: float = 30.0  # upstream: tokens per second
     traced: bool = False  # idle: where each connection's memory goes (bench/footprint.py)
+    asgi_send: bool = False  # FrontDesk: frames through the ASGI `send`, not the direct wire
 
 
 def pin_client() -> tuple[int | None, str]:
@@ -1808,7 +1825,9 @@ async def run_spec(spec: RunSpec, server_cpu: int | None) -> list[Path]:
             written.append(write_result(name, server, "idle", data))
     elif spec.scenario == "fanout":
         for size in spec.sizes:
-            with running_server(spec.target, spec.ws, server_cpu=server_cpu) as server:
+            with running_server(
+                spec.target, spec.ws, server_cpu=server_cpu, asgi_send=spec.asgi_send
+            ) as server:
                 data = await scenario_fanout(
                     server,
                     size,
@@ -1821,6 +1840,8 @@ async def run_spec(spec: RunSpec, server_cpu: int | None) -> list[Path]:
                 if spec.target == "frontdesk":
                     suffix += "-bot" if spec.with_bot else ""
                     suffix += "" if spec.keepalive else "-nokeepalive"
+                    suffix += "-asgi-send" if spec.asgi_send else ""
+                data["asgi_send"] = spec.asgi_send
                 name = f"{spec.target}-{label_ws}-fanout-{size}{suffix}"
                 label = f"{spec.target}/{spec.ws}{suffix}"
                 print(fanout_line(label, data, header=True))
@@ -1938,6 +1959,7 @@ def report(chosen: str) -> None:
     first = True
     for d in sorted(fanout, key=lambda d: (d["target"], d["ws"], d["result"]["subscribers"])):
         bot = "-bot" if d["result"].get("with_bot") else ""
+        bot += "-asgi-send" if d["result"].get("asgi_send") else ""
         print(fanout_line(f"{d['target']}/{d['ws']}{bot}", d["result"], header=first))
         first = False
     for d in stream:
@@ -1971,6 +1993,7 @@ def ratios(idle: list[dict[str, Any]], fanout: list[dict[str, Any]], chosen: str
             if d["target"] == target
             and (target == "socketio" or d["ws"] == chosen)
             and not d["result"].get("with_bot")
+            and not d["result"].get("asgi_send")
         }
 
     fd, sio = by_size("frontdesk"), by_size("socketio")
@@ -2031,6 +2054,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_false",
         help="no typing beats while connecting (see Keeper)",
     )
+    run.add_argument(
+        "--asgi-send",
+        action="store_true",
+        help="fan-out: FrontDesk's frames through the ASGI send, not straight to the transport",
+    )
 
     rep = commands.add_parser("report", help="tables and ratios from bench/results")
     rep.add_argument("--chosen", default=WS_IMPLEMENTATION)
@@ -2085,6 +2113,7 @@ def main(argv: list[str] | None = None) -> int:
         tokens=args.tokens,
         token_rate=args.token_rate,
         traced=args.tracemalloc,
+        asgi_send=args.asgi_send,
     )
     return run_specs([spec], budget_s=float("inf"))
 

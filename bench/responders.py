@@ -130,7 +130,7 @@ async def direct(base_url: str, rate: float, seconds: float) -> list[float]:
 
 
 async def turn_cpu(
-    upstream: str, turns: int, concurrency: int, profile: Path | None
+    upstream: str, turns: int, concurrency: int, history_turns: int, profile: Path | None
 ) -> dict[str, Any]:
     """CPU of this process per streamed answer through the responder chain, as a turn runs it:
     the chain built from the site's stored (sealed) responder JSON, a short history, the answer
@@ -160,9 +160,14 @@ async def turn_cpu(
         },
         box,
     )
+    # Earlier turns of the conversation (a question and its answer each), sent as history.
     history = [
-        HistoryItem("visitor", "Hello, do you ship to Norway?"),
-        HistoryItem("assistant", "Yes, we ship to Norway within five working days."),
+        HistoryItem(role, text)
+        for i in range(history_turns)
+        for role, text in (
+            ("visitor", f"Hello, do you ship order {i} to Norway?"),
+            ("assistant", "Yes, we ship to Norway within five working days."),
+        )
     ]
     gate = asyncio.Semaphore(concurrency)
     usage_seen = 0
@@ -197,6 +202,7 @@ async def turn_cpu(
     return {
         "turns": turns,
         "concurrency": concurrency,
+        "history_turns": history_turns,
         "cpu_per_turn_ms": round(cpu / turns * 1000, 3),
         "turns_per_cpu_second": round(turns / cpu),
         "wall_s": round(wall, 2),
@@ -280,6 +286,12 @@ async def cache_mix(base: str, site_id: str, asks: int) -> dict[str, Any]:
     }
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
         [str(VENV_BIN / "frontdesk"), "serve", "--demo"], env=env, stdout=subprocess.DEVNULL
@@ -303,6 +315,7 @@ def main() -> None:
     parser.add_argument("--asks", type=int, default=300)
     parser.add_argument("--turn-cpu", type=int, default=0, metavar="N")
     parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--history", type=int, default=1, metavar="TURNS")
     parser.add_argument("--profile", type=Path, default=None, metavar="FILE")
     args = parser.parse_args()
     upstream_port = free_port()
@@ -321,7 +334,7 @@ def main() -> None:
                 time.sleep(0.1)
         if args.turn_cpu:
             measured = asyncio.run(
-                turn_cpu(upstream, args.turn_cpu, args.concurrency, args.profile)
+                turn_cpu(upstream, args.turn_cpu, args.concurrency, args.history, args.profile)
             )
             print(json.dumps(measured, indent=2))
             return
@@ -398,7 +411,11 @@ def main() -> None:
                 headers=admin,
                 json={"allowed_origins": [*demo["allowed_origins"], ORIGIN], "limits": high},
             ).raise_for_status()
+            cpu_before = process_cpu_s(server.pid)
+            load_before = os.getloadavg()[0]
             served = asyncio.run(through_frontdesk(base, upstream_site, args.rate, args.seconds))
+            server_cpu = process_cpu_s(server.pid) - cpu_before
+            load_after = os.getloadavg()[0]
             cache = asyncio.run(cache_mix(base, knowledge_site, args.asks))
         finally:
             server.terminate()
@@ -416,6 +433,10 @@ def main() -> None:
         "through_frontdesk_first_token_ms": served_s,
         "added_ms": added,
         "samples": {"direct": len(direct_latencies), "served": len(served)},
+        # CPU of the server process while the served phase ran (sessions and conversations were
+        # made before it), per message sent: storing both messages, the turn and the upstream.
+        "server_cpu_per_turn_ms": round(server_cpu / max(1, len(served)) * 1000, 2),
+        "load_average": [round(load_before, 2), round(load_after, 2)],
         "answer_cache": cache,
     }
     RESULTS.mkdir(exist_ok=True)
@@ -427,6 +448,10 @@ def main() -> None:
         ("added", added),
     ):
         print(f"{name:<22}{row['p50']:>9}{row['p95']:>9}{row['p99']:>9}")
+    print(
+        f"server CPU per turn: {result['server_cpu_per_turn_ms']} ms; "
+        f"load average {result['load_average'][0]} -> {result['load_average'][1]}"
+    )
     print(f"answer cache: {cache['hits']}/{cache['asks']} hits ({cache['hit_rate']:.1%})")
     print(f"written {RESULTS / 'responders.json'}")
 

@@ -4,6 +4,10 @@ After `failure_threshold` failures within `window_s` the circuit opens for `open
 at once (`circuit_open`) and the chain moves on to the fallback. Then one caller at a time may
 probe (half-open); a success closes the circuit, a failure opens it again. The state lives in a
 small key-value store: in memory per process, or in Redis so that every process shares it.
+
+A call through a closed circuit costs one store round trip: its state is read in one go (the open
+mark and the failure count), and a success clears the failure count only when that read, or a
+failure recorded since, saw any.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ class BreakerStore(Protocol):
     async def incr(self, key: str, ttl_s: float) -> int: ...
 
     async def get_int(self, key: str) -> int: ...
+
+    async def get_ints(self, *keys: str) -> list[int]: ...
 
     async def set_nx(self, key: str, ttl_s: float) -> bool: ...
 
@@ -52,6 +58,9 @@ class MemoryBreakerStore:
     async def get_int(self, key: str) -> int:
         entry = self._live(key)
         return entry[0] if entry else 0
+
+    async def get_ints(self, *keys: str) -> list[int]:
+        return [await self.get_int(key) for key in keys]
 
     async def set_nx(self, key: str, ttl_s: float) -> bool:
         if self._live(key) is not None:
@@ -84,6 +93,10 @@ class RedisBreakerStore:
         value = await self.client.get(self.prefix + key)
         return int(value) if value is not None else 0
 
+    async def get_ints(self, *keys: str) -> list[int]:
+        values = await self.client.mget([self.prefix + k for k in keys])
+        return [int(v) if v is not None else 0 for v in values]
+
     async def set_nx(self, key: str, ttl_s: float) -> bool:
         done = await self.client.set(self.prefix + key, 1, nx=True, px=int(ttl_s * 1000))
         return bool(done)
@@ -113,6 +126,8 @@ class CircuitBreaker:
         self._failures = f"{name}:failures"
         self._open = f"{name}:open"
         self._probe = f"{name}:probe"
+        # Failures this process last saw in the store: whether a success has any to clear.
+        self._failures_seen = 0
 
     async def state(self) -> str:
         state = await self._read_state()
@@ -120,9 +135,11 @@ class CircuitBreaker:
         return state
 
     async def _read_state(self) -> str:
-        if await self.store.exists(self._open):
+        opened, failures = await self.store.get_ints(self._open, self._failures)
+        self._failures_seen = failures
+        if opened:
             return "open"
-        if await self.store.get_int(self._failures) >= self.failure_threshold:
+        if failures >= self.failure_threshold:
             return "half_open"
         return "closed"
 
@@ -136,7 +153,8 @@ class CircuitBreaker:
         raise ResponderError("circuit_open", f"{self.name} is failing; its circuit is open.")
 
     async def record_success(self, probe: bool) -> None:
-        if probe or await self.store.get_int(self._failures):
+        if probe or self._failures_seen:
+            self._failures_seen = 0
             await self.store.delete(self._failures, self._probe, self._open)
             metrics.circuit_state(self.name, "closed")
 
@@ -145,10 +163,11 @@ class CircuitBreaker:
         if probe:
             await self.store.delete(self._probe)
             await self.store.set_nx(self._open, self.open_s)
-            await self.store.incr(self._failures, self.window_s + self.open_s)
+            self._failures_seen = await self.store.incr(self._failures, self.window_s + self.open_s)
             metrics.circuit_opened(self.name)
             return True
         failures = await self.store.incr(self._failures, self.window_s + self.open_s)
+        self._failures_seen = failures
         if failures >= self.failure_threshold and await self.store.set_nx(self._open, self.open_s):
             metrics.circuit_opened(self.name)
             return True

@@ -164,3 +164,39 @@ async def test_failed_probe_reopens() -> None:
     clock[0] += 11
     await run(chain)  # the probe fails
     assert await breaker.state() == "open"
+
+
+class CountingStore(MemoryBreakerStore):
+    """The memory store, counting what a Redis store would make round trips of."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.round_trips = 0
+
+    async def get_ints(self, *keys: str) -> list[int]:
+        self.round_trips += 1
+        return await super().get_ints(*keys)
+
+    async def incr(self, key: str, ttl_s: float) -> int:
+        self.round_trips += 1
+        return await super().incr(key, ttl_s)
+
+    async def delete(self, *keys: str) -> None:
+        self.round_trips += 1
+        await super().delete(*keys)
+
+
+async def test_a_closed_circuit_costs_one_store_round_trip_and_a_success_clears_failures() -> None:
+    store = CountingStore()
+    breaker = CircuitBreaker("up", store, failure_threshold=3)
+    flaky = Scripted("up", [["fine", "final"]])
+    chain = ResponderChain([link(flaky, breaker=breaker, retries=0)])
+    await run(chain)
+    assert store.round_trips == 1  # the state, read in one go; nothing to clear
+
+    flaky.scripts = [[ResponderError("server_error", "500")], ["fine", "final"]]
+    flaky.calls = 0
+    await run(chain)  # fails: the graceful reply
+    assert await store.get_int("up:failures") == 1
+    _, final = await run(chain)
+    assert final.text == "fine" and await store.get_int("up:failures") == 0

@@ -11,7 +11,8 @@ aiohttp for the same reason, decision 0017). aiohttp parses HTTP in C and pools 
 `AiohttpPool` answers httpcore's pool interface (`handle_async_request(httpcore.Request)` →
 `httpcore.Response` with a streamed body) and raises httpcore's exceptions, which httpx maps to
 its own and the SDK to `APITimeoutError` / `APIConnectionError`. Bodies are passed through
-undecoded, since httpx decodes `Content-Encoding` itself. HTTP(S)_PROXY and NO_PROXY from the
+undecoded, since httpx decodes `Content-Encoding` itself. TLS uses the context httpx would have
+made (its CA bundle, or SSL_CERT_FILE / SSL_CERT_DIR). HTTP(S)_PROXY and NO_PROXY from the
 environment are honoured, as httpx's default client did (looked up once per host: aiohttp's own
 `trust_env` would also read ~/.netrc on a thread for every request). The pool is put in place
 through the transport's `_pool` attribute, the one private name used here:
@@ -100,7 +101,10 @@ class AiohttpPool:
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
-                limit=self.max_connections, keepalive_timeout=KEEPALIVE_S, ttl_dns_cache=60
+                limit=self.max_connections,
+                keepalive_timeout=KEEPALIVE_S,
+                ttl_dns_cache=60,
+                ssl=httpx.create_ssl_context(),
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,

@@ -371,10 +371,17 @@ class _Server(uvicorn.Server):
 
 
 class FakeServer:
-    """`async with FakeServer(app) as base_url:` - uvicorn on 127.0.0.1 in the running loop."""
+    """`async with FakeServer(app) as base_url:` - uvicorn on 127.0.0.1 in the running loop.
+    With `tls=(certfile, keyfile)` it serves HTTPS (base_url `https://…`)."""
 
-    def __init__(self, app: Callable[..., Awaitable[None]], *, port: int = 0) -> None:
-        self.app, self.port = app, port
+    def __init__(
+        self,
+        app: Callable[..., Awaitable[None]],
+        *,
+        port: int = 0,
+        tls: tuple[str, str] | None = None,
+    ) -> None:
+        self.app, self.port, self.tls = app, port, tls
         self.base_url = ""
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
@@ -395,6 +402,8 @@ class FakeServer:
             log_level=None,
             access_log=False,
             timeout_graceful_shutdown=2,
+            ssl_certfile=self.tls[0] if self.tls else None,
+            ssl_keyfile=self.tls[1] if self.tls else None,
         )
         self._server = _Server(config)
         self._task = asyncio.get_running_loop().create_task(self._server.serve(sockets=[sock]))
@@ -404,7 +413,7 @@ class FakeServer:
                 await self._task
                 raise RuntimeError("the fake server did not start")
             await asyncio.sleep(0.005)
-        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.base_url = f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
         return self.base_url
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -7,12 +7,19 @@ read (usage, `[DONE]`, an error chunk, a malformed line, a dropped connection, a
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ipaddress
 import json
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from frontdesk.config import Settings
 from frontdesk.responders.base import AnswerRequest, Delta, FinalAnswer, ResponderError
@@ -27,17 +34,23 @@ MODEL = "gpt-4o-mini"
 REQUEST = AnswerRequest("site", "conv", "visitor-1", "where is my order", [], "en", "Shop")
 
 
+def no_reads() -> Any:
+    raise AssertionError("upstream responders read nothing")
+
+
+def make_factory() -> ResponderFactory:
+    settings = Settings()
+    return ResponderFactory(
+        settings=settings,
+        box=SecretBox(settings.server_key),
+        read_scope=no_reads,
+        breaker_store=MemoryBreakerStore(),
+    )
+
+
 @pytest.fixture
 async def factory() -> AsyncIterator[ResponderFactory]:
-    settings = Settings()
-    box = SecretBox(settings.server_key)
-
-    def no_reads() -> Any:
-        raise AssertionError("upstream responders read nothing")
-
-    made = ResponderFactory(
-        settings=settings, box=box, read_scope=no_reads, breaker_store=MemoryBreakerStore()
-    )
+    made = make_factory()
     yield made
     await made.close()
 
@@ -267,6 +280,59 @@ async def test_openai_done_ends_the_answer_and_an_empty_answer_is_a_protocol_err
     async with FakeServer(ScriptedStream(chunk(""), b"data: [DONE]\n\n")) as base_url:
         deltas, error = await collect(openai_responder(factory, base_url))
     assert deltas == [] and isinstance(error, ResponderError) and error.kind == "protocol"
+
+
+def self_signed(directory: Path) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 and its key, as files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    certfile, keyfile = directory / "cert.pem", directory / "key.pem"
+    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(certfile), str(keyfile)
+
+
+async def test_https_upstreams_are_verified_as_httpx_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tls = self_signed(tmp_path)
+    fake = OpenAIFake(api_key="sk-test", model=MODEL)
+    async with FakeServer(fake, tls=tls) as base_url:
+        for trusted in (False, True):
+            if trusted:  # the certificate trusted the way httpx trusts one: SSL_CERT_FILE
+                monkeypatch.setenv("SSL_CERT_FILE", tls[0])
+            made = make_factory()  # a new client: the TLS context is made with its pool
+            try:
+                _, outcome = await collect(openai_responder(made, base_url))
+            finally:
+                await made.close()
+            if trusted:
+                assert isinstance(outcome, FinalAnswer) and outcome.text.startswith("Echo:")
+            else:
+                assert isinstance(outcome, ResponderError) and outcome.kind == "connect"
+    assert len(fake.requests) == 1  # the unverified attempt never reached the server
 
 
 # --- Dify -----------------------------------------------------------------------------------

@@ -25,6 +25,26 @@ def test_access_token_round_trip_and_claims() -> None:
     assert header["alg"] == "HS256" and header["typ"] == "fd-visitor+jwt" and header["kid"]
 
 
+def test_verified_tokens_are_remembered_but_expire_and_never_vouch_for_others() -> None:
+    tokens = AccessTokens(KEY, 2)  # exp = whole seconds: at least 1 s from now
+    token = tokens.issue(site_id="site_a", visitor_id="vis_b", verified=False)
+    first = tokens.decode(token)
+    assert tokens.decode(token) is first  # the second time from the verified tokens
+    head, payload, signature = token.split(".")
+    tampered = [
+        f"{head}.{payload}.{signature[:-2]}{'AA' if signature[-2:] != 'AA' else 'BB'}",
+        f"{head}.{payload[:-1]}{'A' if payload[-1] != 'A' else 'B'}.{signature}",
+    ]
+    for other in tampered:
+        with pytest.raises(AppError) as error:
+            tokens.decode(other)
+        assert error.value.code == "unauthorized"
+    time.sleep(max(0.0, first.expires_at - time.time()) + 0.05)
+    with pytest.raises(AppError) as error:
+        tokens.decode(token)
+    assert error.value.code == "token_expired"
+
+
 def test_access_token_from_another_server_key_fails() -> None:
     token = AccessTokens(b"other" * 10, 600).issue(site_id="s", visitor_id="v", verified=False)
     with pytest.raises(AppError) as error:

@@ -8,14 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from frontdesk.actions.messages import (
-    StoredMessage,
-    check_client_id,
-    check_message_text,
-    do_create_message,
-)
+from frontdesk.actions.message_store import store_message
+from frontdesk.actions.messages import StoredMessage, check_client_id, check_message_text
 from frontdesk.api.limits import enforce_message_limits
-from frontdesk.queries.conversations import access_conversation
 from frontdesk.queries.sites import SiteView
 from frontdesk.security.tokens import VisitorClaims
 from frontdesk.services import Services
@@ -41,16 +36,14 @@ async def accept_visitor_message(
     clean_text = check_message_text(text, max_chars=services.settings.max_message_chars)
     clean_id = check_client_id(client_id)
     await enforce_message_limits(services, site, visitor.visitor_id, ip)
-    async with services.db.session_scope() as session:
-        conversation = await access_conversation(session, visitor, conversation_id, lock=True)
-        stored = await do_create_message(
-            session,
-            locked=conversation,
-            conversation_id=conversation_id,
-            role="visitor",
-            text=clean_text,
-            client_id=clean_id,
-        )
+    stored = await store_message(
+        services.db,
+        owner=visitor,
+        conversation_id=conversation_id,
+        role="visitor",
+        text=clean_text,
+        client_id=clean_id,
+    )
     turn = services.turns.get(stored.message.id)
     if stored.created and stored.conversation.handler == "bot":
         turn = services.turns.start(site, visitor.visitor_id, stored.message)

@@ -114,6 +114,12 @@ class Database:
     def dialect(self) -> str:
         return self.writer.dialect.name
 
+    @property
+    def sqlite_inline(self) -> bool:
+        """SQLite run from the event loop (ADR 0022): the writer's connection can take plain
+        SQL without a hand-off (ADR 0025)."""
+        return self.dialect == "sqlite" and self.settings.sqlite_driver == "inline"
+
     @asynccontextmanager
     async def session_scope(self) -> AsyncIterator[AsyncSession]:
         """One unit of work: commit on success, roll back on error, then publish its events."""

@@ -32,6 +32,21 @@ def _locked(error: sqlite3.OperationalError) -> bool:
     return "database is locked" in text or "database table is locked" in text
 
 
+async def retry_locked(call: Callable[[], Any], busy_timeout_s: float) -> Any:
+    """Run `call`; while another process holds the database lock, try again after an
+    asynchronous sleep (doubling, capped) until `busy_timeout_s` has passed."""
+    deadline = time.monotonic() + busy_timeout_s
+    delay = LOCKED_RETRY_S
+    while True:
+        try:
+            return call()
+        except sqlite3.OperationalError as error:
+            if not _locked(error) or time.monotonic() >= deadline:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, LOCKED_RETRY_MAX_S)
+
+
 class InlineCursor:
     """aiosqlite's Cursor API over a sqlite3 cursor, run in the calling thread."""
 
@@ -54,16 +69,7 @@ class InlineCursor:
         return itself().__await__()
 
     async def _retrying(self, call: Callable[[], Any]) -> Any:
-        deadline = time.monotonic() + self._busy_timeout_s
-        delay = LOCKED_RETRY_S
-        while True:
-            try:
-                return call()
-            except sqlite3.OperationalError as error:
-                if not _locked(error) or time.monotonic() >= deadline:
-                    raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, LOCKED_RETRY_MAX_S)
+        return await retry_locked(call, self._busy_timeout_s)
 
     async def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> InlineCursor:
         if parameters is None:
@@ -146,6 +152,15 @@ class InlineConnection:
     @property
     def _connection(self) -> sqlite3.Connection | None:  # what SQLAlchemy checks for "open"
         return self._conn_
+
+    @property
+    def sqlite(self) -> sqlite3.Connection:
+        """The sqlite3 connection itself, for work that runs as plain SQL (ADR 0025)."""
+        return self._conn
+
+    @property
+    def busy_timeout_s(self) -> float:
+        return self._busy_timeout_s
 
     def cursor(self) -> InlineCursor:
         return InlineCursor(self._conn.cursor(), self._busy_timeout_s)

@@ -4,7 +4,7 @@ A turn runs as its own task, independent of the request that started it: a visit
 tab still gets the answer stored. Its frames (`delta`, the final `message`, `message_end`, or
 `error`) are kept on the turn so that a late reader (an SSE stream, a retried request) sees all of
 them in order; deltas are also published to the conversation's broker channel for live readers
-elsewhere. Only the final message is persisted, through `do_create_message`.
+elsewhere. Only the final message is persisted, through `store_message`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from frontdesk.actions.messages import do_create_message
+from frontdesk.actions.message_store import store_message
 from frontdesk.actions.responders import do_record_circuit_opened, do_record_responder_failure
 from frontdesk.db import Database
 from frontdesk.ids import new_id
@@ -154,17 +154,16 @@ class TurnRunner:
         meta["latency_ms"] = round(elapsed * 1000, 1)
         metrics.answer_finished(meta, elapsed)
         try:
-            async with self.db.session_scope() as session:
-                stored = await do_create_message(
-                    session,
-                    conversation_id=turn.conversation_id,
-                    role="assistant",
-                    text=text,
-                    reply_to_id=turn.visitor_message.id,
-                    citations=citations,
-                    meta=meta,
-                    message_id=turn.answer_id,
-                )
+            stored = await store_message(
+                self.db,
+                conversation_id=turn.conversation_id,
+                role="assistant",
+                text=text,
+                reply_to_id=turn.visitor_message.id,
+                citations=citations,
+                meta=meta,
+                message_id=turn.answer_id,
+            )
             await turn.emit({"type": "message", "message": message_public(stored.message)})
             await turn.emit(
                 {

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
@@ -18,9 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from frontdesk.errors import invalid_request, not_found
-from frontdesk.events.recorder import record_event
+from frontdesk.events.recorder import new_event, queue_event
 from frontdesk.ids import new_id
-from frontdesk.models import Conversation, Message, message_public, utcnow
+from frontdesk.models import Conversation, EventRecord, Message, message_public, utcnow
 
 # C0/C1 controls except tab and newline, plus lone surrogates and non-characters.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
@@ -117,19 +118,7 @@ async def do_create_message(
     # The loaded conversation now matches its row, without becoming a pending change.
     for name, value in (("last_seq", seq), ("last_message_at", now), ("updated_at", now)):
         set_committed_value(conversation, name, value)
-    record_event(
-        session,
-        "message.created",
-        site_id=conversation.site_id,
-        data={
-            "conversation_id": conversation_id,
-            "channel": conversation.channel,
-            "message": message_public(message),
-        },
-        # Who wrote it: the visitor or the operator (the activity feed's actor; notifications
-        # never tell operators about their own replies).
-        actor=_author(role, conversation, meta),
-    )
+    queue_event(session, message_event(conversation, message, role=role, meta=meta, at=now))
     return StoredMessage(message, created=True, conversation=conversation)
 
 
@@ -141,6 +130,30 @@ _BUMP_CONVERSATION = (
     )
 )
 _INSERT_MESSAGE = insert(Message)
+
+
+def message_event(
+    conversation: Conversation,
+    message: Message,
+    *,
+    role: str,
+    meta: dict[str, Any] | None,
+    at: datetime,
+) -> EventRecord:
+    """The `message.created` event of a message just stored."""
+    return new_event(
+        "message.created",
+        site_id=conversation.site_id,
+        data={
+            "conversation_id": conversation.id,
+            "channel": conversation.channel,
+            "message": message_public(message),
+        },
+        # Who wrote it: the visitor or the operator (the activity feed's actor; notifications
+        # never tell operators about their own replies).
+        actor=_author(role, conversation, meta),
+        at=at,
+    )
 
 
 def _author(role: str, conversation: Conversation, meta: dict[str, Any] | None) -> str | None:

@@ -7,6 +7,7 @@ commit.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,6 +18,22 @@ from frontdesk.ids import new_id
 from frontdesk.models import EventRecord, utcnow
 
 
+def new_event(
+    type_: str,
+    *,
+    site_id: str | None,
+    data: dict[str, Any],
+    actor: str | None = None,
+    at: datetime | None = None,
+) -> EventRecord:
+    """An event not yet written (no offset)."""
+    if type_ not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {type_!r}")
+    return EventRecord(
+        id=new_id("evt"), type=type_, at=at or utcnow(), site_id=site_id, actor=actor, data=data
+    )
+
+
 def record_event(
     session: AsyncSession,
     type_: str,
@@ -25,11 +42,10 @@ def record_event(
     data: dict[str, Any],
     actor: str | None = None,
 ) -> EventRecord:
-    if type_ not in EVENT_TYPES:
-        raise ValueError(f"unknown event type {type_!r}")
-    record = EventRecord(
-        id=new_id("evt"), type=type_, at=utcnow(), site_id=site_id, actor=actor, data=data
-    )
+    return queue_event(session, new_event(type_, site_id=site_id, data=data, actor=actor))
+
+
+def queue_event(session: AsyncSession, record: EventRecord) -> EventRecord:
     # Inserted by the unit of work just before commit (see Database._write_events).
     pending = session.info.get(PENDING_EVENTS)
     if pending is None:

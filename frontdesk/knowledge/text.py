@@ -6,6 +6,7 @@ much of a question a passage covers; ranking itself is done by the database's fu
 
 from __future__ import annotations
 
+import functools
 import re
 
 STOPWORDS = frozenset(
@@ -35,6 +36,10 @@ def words(text: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(text)]
 
 
+# Answering a question stems every word of its candidate passages, and the same passages and
+# words come back question after question: the caches below keep that from being most of the
+# knowledge responder's CPU. They hold only derived text, bounded by count.
+@functools.lru_cache(maxsize=65536)
 def stem(word: str) -> str:
     for suffix in ("ations", "ation", "ings", "ing", "ies", "ied", "es", "ed", "ly", "s"):
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
@@ -56,8 +61,9 @@ def query_terms(question: str, limit: int = 12) -> list[str]:
     return seen
 
 
-def stems(text: str) -> set[str]:
-    return {stem(w) for w in words(text)}
+@functools.lru_cache(maxsize=8192)
+def stems(text: str) -> frozenset[str]:
+    return frozenset(stem(w) for w in words(text))
 
 
 def coverage(terms: list[str], text: str) -> float:
@@ -74,6 +80,7 @@ _TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}")
 _SPACES = re.compile(r"[ \t]+")
 
 
+@functools.lru_cache(maxsize=4096)
 def plain_text(markdown: str) -> str:
     """Markdown reduced to prose: one line per paragraph, list item or heading.
 

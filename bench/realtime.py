@@ -45,6 +45,7 @@ connection holds by allocation site (bench/footprint.py).
         --sizes 1k,5k,10k
     .venv/bin/python -m bench.realtime run --target socketio --scenario fanout --sizes 1k
     .venv/bin/python -m bench.realtime report            # tables and ratios from bench/results
+    .venv/bin/python -m bench.realtime send-floor        # the kernel's CPU per send, no server
 
 Results: bench/results/realtime-<target>-<ws>-<scenario>[-<size>].json.
 """
@@ -906,6 +907,59 @@ def serve_bare(ws: str, host: str, port: int) -> None:
     config = uvicorn_config(bare_app(), settings, host=host, port=port)
     config.ws = ws
     uvicorn.Server(config).run()
+
+
+def send_floor(size: int, rounds: int) -> float:
+    """The kernel's share of a fan-out: CPU per `socket.send` of one 230-byte text frame to each
+    of `size` loopback TCP sockets, `rounds` times 10 per second, with a reader draining every
+    socket in a child process on the other CPU (as the bench's client does). No event loop, no
+    WebSocket library: what any server pays per subscriber, whatever it does above the send.
+    Returns microseconds of this process's CPU (user + system) per send."""
+    import select
+
+    raise_nofile()
+    cpus = sorted(os.sched_getaffinity(0))
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4096)
+        port = listener.getsockname()[1]
+        readers, writers = [], []
+        for _ in range(size):
+            readers.append(socket.create_connection(("127.0.0.1", port)))
+            writer, _ = listener.accept()
+            writer.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as uvicorn's
+            writers.append(writer)
+    frame = bytes((0x81, 126)) + (226).to_bytes(2, "big") + b"x" * 226
+    child = os.fork()
+    if child == 0:  # the reader: every byte, on the other CPU
+        if len(cpus) > 1:
+            os.sched_setaffinity(0, {cpus[1]})
+        for writer in writers:
+            writer.close()
+        poll = select.epoll()
+        for reader in readers:
+            reader.setblocking(False)
+            poll.register(reader.fileno(), select.EPOLLIN)
+        left = size * rounds * len(frame)
+        while left > 0:
+            for fd, _ in poll.poll(1.0):
+                with contextlib.suppress(BlockingIOError):
+                    left -= len(os.read(fd, 65536))
+        os._exit(0)
+    os.sched_setaffinity(0, {cpus[0]})
+    for reader in readers:
+        reader.close()
+    time.sleep(0.5)
+    started = time.process_time()
+    for _ in range(rounds):
+        for writer in writers:
+            writer.send(frame)
+        time.sleep(0.1)
+    cpu_s = time.process_time() - started
+    os.waitpid(child, 0)
+    for writer in writers:
+        writer.close()
+    return cpu_s / (size * rounds) * 1e6
 
 
 # --- FrontDesk visitors ----------------------------------------------------------------------
@@ -2069,6 +2123,12 @@ def main(argv: list[str] | None = None) -> int:
         serve.add_argument("--host", default="127.0.0.1")
         serve.add_argument("--port", type=int, required=True)
 
+    floor = commands.add_parser(
+        "send-floor", help="CPU per loopback send of one frame to each of N sockets (no server)"
+    )
+    floor.add_argument("--sizes", type=sizes_arg, default=(5000,), help="e.g. 1k,5k")
+    floor.add_argument("--rounds", type=int, default=20)
+
     choose = commands.add_parser(
         "implementations", help="bare uvicorn and FrontDesk per WebSocket implementation"
     )
@@ -2084,6 +2144,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "report":
         report(args.chosen)
+        return 0
+    if args.command == "send-floor":
+        for size in args.sizes:
+            per_send = send_floor(size, args.rounds)
+            print(f"{size} sockets x {args.rounds} rounds: {per_send:.2f} us CPU per send")
         return 0
     with contextlib.suppress(ImportError):
         import uvloop

@@ -117,8 +117,8 @@ class DifyResponder:
                     )
                 events = EventStream()
                 chunks = response.aiter_bytes()
-                async for raw in chunks:
-                    for payload in events.feed(raw):
+                async for received in chunks:
+                    for payload in events.feed(received):
                         try:
                             data = orjson.loads(payload)
                         except orjson.JSONDecodeError as exc:

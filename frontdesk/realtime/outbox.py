@@ -122,7 +122,9 @@ class Outbox:
         # A direct wire: the fan-out's case, once per frame and subscriber (`_write_wire`,
         # inlined to save a call per frame).
         try:
-            done = wire.write(frame or text_frame(text.encode()), self.max_bytes)
+            done = wire.write(
+                frame if frame is not None else text_frame(text.encode()), self.max_bytes
+            )
         except Exception:  # the transport failed: the client is gone
             done = CLOSED
         if done == WRITTEN:

@@ -307,53 +307,66 @@ async def test_fan_out_is_complete_and_in_order_on_either_path(
             await chat.close()
 
 
-async def test_a_slow_consumer_on_a_direct_wire_is_closed_4508_and_others_get_everything(
-    live_server: str, settings: Settings, services: Services, visitor: Visitor
+def server_socket(outbox: Outbox) -> socket.socket:
+    """The server's side of an outbox's connection (to shrink its kernel buffer in a test)."""
+    if outbox._wire is not None:
+        transport = outbox._wire.transport
+    else:  # the ASGI path: the outbox writes through the chat socket's uvicorn `send`
+        chat = outbox._write.__self__  # type: ignore[attr-defined]
+        transport = chat._asgi_send.__self__.transport
+    found: socket.socket = transport.get_extra_info("socket")  # type: ignore[attr-defined]
+    return found
+
+
+@pytest.mark.parametrize("direct", [True, False])
+async def test_a_slow_consumer_is_closed_4508_and_others_get_everything(
+    app: FastAPI, settings: Settings, services: Services, visitor: Visitor, direct: bool
 ) -> None:
     settings.ws_send_queue_bytes = 64 * 1024
+    settings.ws_per_message_deflate = not direct  # the slow client asks for it: the ASGI path
     conversation_id = await visitor.conversation()
-    fast = await chat_socket(live_server, visitor.access_token)
-    start = (await joined(fast, conversation_id))["last_seq"]
-    host, port = live_server.split(":")
-    raw = socket.socket()
-    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills after a few frames
-    raw.connect((host, int(port)))
-    raw.setblocking(False)
-    connection = await connect(
-        f"ws://{live_server}/ws/chat",
-        origin=ORIGIN,
-        sock=raw,
-        max_queue=1,
-        compression=None,  # type: ignore[arg-type]
-    )
-    slow = Socket(connection)
-    await slow.send({"type": "auth", "access_token": visitor.access_token})
-    assert (await slow.recv())["type"] == "ready"
-    await joined(slow, conversation_id)
-    assert all(o.direct for o in outboxes(services, conversation_id))
-    # the kernel's buffers on the server's side as small as a slow link's (else megabytes)
-    slow_port = raw.getsockname()[1]
-    for outbox in outboxes(services, conversation_id):
-        assert outbox._wire is not None
-        server_side = outbox._wire.transport.get_extra_info("socket")  # type: ignore[attr-defined]
-        if server_side.getpeername()[1] == slow_port:
-            server_side.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    async with frontdesk_serving(app, settings, "websockets-sansio") as address:
+        fast = await chat_socket(address, visitor.access_token)
+        start = (await joined(fast, conversation_id))["last_seq"]
+        host, port = address.split(":")
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills after a few frames
+        raw.connect((host, int(port)))
+        raw.setblocking(False)
+        connection = await connect(
+            f"ws://{address}/ws/chat",
+            origin=ORIGIN,  # type: ignore[arg-type]
+            sock=raw,
+            max_queue=1,
+            compression=None if direct else "deflate",
+        )
+        slow = Socket(connection)
+        await slow.send({"type": "auth", "access_token": visitor.access_token})
+        assert (await slow.recv())["type"] == "ready"
+        await joined(slow, conversation_id)
+        # the kernel's buffer on the server's side as small as a slow link's (else megabytes)
+        slow_port = raw.getsockname()[1]
+        for outbox in outboxes(services, conversation_id):
+            server_side = server_socket(outbox)
+            if server_side.getpeername()[1] == slow_port:
+                assert outbox.direct is direct
+                server_side.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
 
-    count = 60
-    for i in range(count):
-        await store(services, conversation_id, f"{i}:" + os.urandom(16_000).hex())
-    assert await seqs_until(fast, start + count) == list(range(start + 1, start + count + 1))
-    await eventually(lambda: services.realtime_stats["slow_consumers"] == 1)
+        count = 60  # random text: about 1 MB even compressed
+        for i in range(count):
+            await store(services, conversation_id, f"{i}:" + os.urandom(16_000).hex())
+        assert await seqs_until(fast, start + count) == list(range(start + 1, start + count + 1))
+        await eventually(lambda: services.realtime_stats["slow_consumers"] == 1)
 
-    got = []  # the slow client reads again: what was sent, in order, then the close
-    code = None
-    try:
-        while True:
-            frame = await slow.recv()
-            if frame["type"] == "message":
-                got.append(frame["message"]["seq"])
-    except ConnectionClosed as closed:
-        code = closed.rcvd.code if closed.rcvd else None
-    assert code == 4508
-    assert got == list(range(start + 1, start + 1 + len(got))) and len(got) < count
-    await fast.close()
+        got = []  # the slow client reads again: what was sent, in order, then the close
+        code = None
+        try:
+            while True:
+                frame = await slow.recv()
+                if frame["type"] == "message":
+                    got.append(frame["message"]["seq"])
+        except ConnectionClosed as closed:
+            code = closed.rcvd.code if closed.rcvd else None
+        assert code == 4508
+        assert got == list(range(start + 1, start + 1 + len(got))) and len(got) < count
+        await fast.close()

@@ -823,7 +823,7 @@ def serve_frontdesk(ws: str, host: str, port: int) -> None:
     if os.environ.get(ASGI_SEND_ENV):  # `run --asgi-send`: no direct wire, every frame via ASGI
         from frontdesk.realtime.sockets import AsgiSocket
 
-        AsgiSocket.direct_wire = lambda self: None  # type: ignore[method-assign]
+        AsgiSocket.direct_wire = lambda self, cut_off_s: None  # type: ignore[method-assign]
     # As `frontdesk serve` does: what startup built is kept out of the garbage collector's walks.
     gc.collect()
     gc.freeze()

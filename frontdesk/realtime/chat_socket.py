@@ -89,8 +89,10 @@ class ChatSocket(AsgiSocket):
 
     async def run(self) -> None:
         await self.accept()
-        wire = self.direct_wire()
-        if wire is not None:  # uvicorn's websockets-sansio, no compression: frames go direct
+        # uvicorn's websockets-sansio without compression: frames go straight to the transport,
+        # and a slow consumer that stops reading is cut off when a pong would be overdue.
+        wire = self.direct_wire(self.services.settings.ws_pong_timeout_s)
+        if wire is not None:
             self.outbox.use_wire(wire)
         limits = self.services.connection_limits
         acquired = False

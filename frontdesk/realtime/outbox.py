@@ -14,7 +14,8 @@ On a direct wire (`use_wire`, `frontdesk/realtime/wire.py`: uvicorn's `websocket
 without compression) frames skip the server's `send` coroutine: each is one `transport.write`
 of bytes encoded once for every subscriber (`send_text`'s `frame`). There the transport's write
 buffer is the send queue: nothing is queued here, no drain task ever runs, and a frame that would
-take the buffer past `max_bytes` makes the connection a slow consumer, as above.
+take the buffer past `max_bytes` makes the connection a slow consumer, as above (and one that
+still has not taken its data some seconds later is cut off: `DirectWire.cut_off_later`).
 """
 
 from __future__ import annotations
@@ -224,6 +225,8 @@ class Outbox:
     def _overflow(self) -> None:
         self.overflowed = True
         self.close()
+        if self._wire is not None:
+            self._wire.cut_off_later()  # if the client never reads again
         if self._on_overflow is not None:
             task = asyncio.get_running_loop().create_task(self._on_overflow())
             _background.add(task)

@@ -68,14 +68,15 @@ class AsgiSocket:
         self._metrics.opened.inc()
         self._metrics.open.inc()
 
-    def direct_wire(self) -> DirectWire | None:
+    def direct_wire(self, cut_off_s: float) -> DirectWire | None:
         """The accepted connection's transport, for frames written past the server's `send`;
         None when the server or the connection does not allow it (`frontdesk/realtime/wire.py`).
-        Frames written there are counted in the same `sent` series."""
+        Frames written there are counted in the same `sent` series. `cut_off_s`: how long a slow
+        consumer may hold its buffer after its overflow."""
         sent = _sent_frames.get(self._endpoint)
         if sent is None:
             sent = _sent_frames[self._endpoint] = SentFrames(self._metrics.sent)
-        return direct_wire(self._asgi_send, sent)
+        return direct_wire(self._asgi_send, sent, cut_off_s)
 
     def text_of(self, message: Message) -> str | None:
         """The text of a received frame; None for a binary one. Raises `Disconnected`."""

@@ -18,7 +18,11 @@ follows a close and uvicorn's own later frames (close, ping, pong) stay valid: f
 ever written whole, so the byte stream stays a sequence of frames whoever writes next.
 
 Backpressure is the transport's: its write buffer is the connection's send queue, and the outbox
-(`frontdesk/realtime/outbox.py`) closes a connection whose buffer would pass its byte limit.
+(`frontdesk/realtime/outbox.py`) closes a connection whose buffer would pass its byte limit. A
+client that has stopped reading altogether never takes its close frame either, and the buffer
+would be held for as long as the kernel keeps the connection (for ever, if the client keeps
+acknowledging with a zero window): `cut_off_later` aborts the transport if its buffer still holds
+data `cut_off_s` after the overflow.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ class Transport(Protocol):
 
     def get_write_buffer_size(self) -> int: ...
 
+    def abort(self) -> None: ...
+
 
 class SentCounter(Protocol):
     def inc(self, amount: float = 1) -> None: ...
@@ -82,13 +88,14 @@ class SentFrames:
 class DirectWire:
     """One connection's transport, behind uvicorn's `websockets-sansio` protocol."""
 
-    __slots__ = ("_connection", "_protocol", "sent", "transport")
+    __slots__ = ("_connection", "_protocol", "cut_off_s", "sent", "transport")
 
-    def __init__(self, protocol: Any, sent: SentFrames) -> None:
+    def __init__(self, protocol: Any, sent: SentFrames, cut_off_s: float) -> None:
         self._protocol = protocol  # uvicorn's WebSocketsSansIOProtocol
         self._connection = protocol.conn  # its `websockets` ServerProtocol
         self.transport: Transport = protocol.transport
         self.sent = sent
+        self.cut_off_s = cut_off_s
 
     @property
     def open(self) -> bool:
@@ -105,6 +112,16 @@ class DirectWire:
     def buffered(self) -> int:
         """Bytes written but not yet taken by the kernel (the connection's send queue)."""
         return self.transport.get_write_buffer_size()
+
+    def cut_off_later(self) -> None:
+        """After an overflow: abort the connection in `cut_off_s` unless its buffer has drained
+        by then (a client reading again gets its frames and the close; one that does not is cut
+        off instead of holding the buffer)."""
+        asyncio.get_running_loop().call_later(self.cut_off_s, self._cut_off)
+
+    def _cut_off(self) -> None:
+        if not self._protocol.disconnected and self.transport.get_write_buffer_size() > 0:
+            self.transport.abort()
 
     def write(self, frame: bytes, limit: int) -> int:
         """Write one frame from `text_frame`: `WRITTEN`; `CLOSED` (nothing written) once the
@@ -129,7 +146,7 @@ class DirectWire:
         return WRITTEN
 
 
-def direct_wire(send: Any, sent: SentFrames) -> DirectWire | None:
+def direct_wire(send: Any, sent: SentFrames, cut_off_s: float = 20.0) -> DirectWire | None:
     """The direct wire behind an accepted connection's ASGI `send`, or None when the fast path
     does not apply (see the module docstring): the caller then keeps the ASGI `send`."""
     try:
@@ -156,9 +173,9 @@ def direct_wire(send: Any, sent: SentFrames) -> DirectWire | None:
         or transport is None
         or not all(
             callable(getattr(transport, name, None))
-            for name in ("write", "is_closing", "get_write_buffer_size")
+            for name in ("write", "is_closing", "get_write_buffer_size", "abort")
         )
     ):
         return None
-    wire = DirectWire(protocol, sent)
+    wire = DirectWire(protocol, sent, cut_off_s)
     return wire if wire.open else None

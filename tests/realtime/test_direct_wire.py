@@ -370,3 +370,50 @@ async def test_a_slow_consumer_is_closed_4508_and_others_get_everything(
         assert code == 4508
         assert got == list(range(start + 1, start + 1 + len(got))) and len(got) < count
         await fast.close()
+
+
+async def test_a_slow_consumer_that_never_reads_again_is_cut_off(
+    app: FastAPI, settings: Settings, services: Services, visitor: Visitor
+) -> None:
+    # far more than the kernel's buffers and the client's own hold: left in the transport
+    settings.ws_send_queue_bytes = 256 * 1024
+    settings.ws_pong_timeout_s = 0.5  # how long its buffer may be held after the overflow
+    conversation_id = await visitor.conversation()
+    async with frontdesk_serving(app, settings, "websockets-sansio") as address:
+        fast = await chat_socket(address, visitor.access_token)
+        start = (await joined(fast, conversation_id))["last_seq"]
+        host, port = address.split(":")
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw.connect((host, int(port)))
+        raw.setblocking(False)
+        connection = await connect(
+            f"ws://{address}/ws/chat",
+            origin=ORIGIN,  # type: ignore[arg-type]
+            sock=raw,
+            max_queue=1,
+            compression=None,
+        )
+        slow = Socket(connection)
+        await slow.send({"type": "auth", "access_token": visitor.access_token})
+        assert (await slow.recv())["type"] == "ready"
+        await joined(slow, conversation_id)
+        slow_port = raw.getsockname()[1]
+        for outbox in outboxes(services, conversation_id):
+            server_side = server_socket(outbox)
+            if server_side.getpeername()[1] == slow_port:
+                server_side.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+
+        count = 40
+        for i in range(count):
+            await store(services, conversation_id, f"{i}:" + os.urandom(16_000).hex())
+        assert await seqs_until(fast, start + count) == list(range(start + 1, start + count + 1))
+        await eventually(lambda: services.realtime_stats["slow_consumers"] == 1)
+        # It does not read for longer than `ws_pong_timeout_s`: the server's close (behind the
+        # frames it has not taken) never reaches it, the connection is aborted instead.
+        await asyncio.sleep(1.0)
+        assert len(outboxes(services, conversation_id)) == 1  # the fast one is still there
+        assert await slow.closed_with() is None  # no close frame: the connection was reset
+        await store(services, conversation_id, "after")
+        assert await seqs_until(fast, start + count + 1) == [start + count + 1]
+        await fast.close()

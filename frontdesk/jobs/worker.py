@@ -207,8 +207,11 @@ class Worker:
                 worked = 0
                 await asyncio.sleep(self.poll_s)
             if not worked:
+                # `asyncio.timeout`, not `wait_for`: on Python 3.11, `wait_for` can swallow a
+                # cancellation that arrives as the wake-up does, and `stop()` then waits forever.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_s)
+                    async with asyncio.timeout(self.poll_s):
+                        await self._wake.wait()
             # Every commit wakes the worker; under load, passes at most every `coalesce_s`
             # take what many commits left, instead of a pass (a dozen statements) per commit.
             rest = self.coalesce_s - (loop.time() - started)

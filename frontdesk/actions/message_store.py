@@ -24,6 +24,7 @@ from frontdesk.db import Database
 from frontdesk.errors import not_found
 from frontdesk.ids import new_id
 from frontdesk.models import Conversation, EventRecord, Message, utcnow
+from frontdesk.observability.tracing import sql_span
 from frontdesk.queries.conversations import access_conversation
 from frontdesk.security.tokens import VisitorClaims
 from frontdesk.sqlite_inline import InlineConnection, retry_locked
@@ -105,6 +106,12 @@ async def store_message(
 
 
 # --- SQLite in plain SQL -------------------------------------------------------------------------
+
+
+def _run(sql: sqlite3.Connection, statement: str, parameters: tuple[Any, ...]) -> sqlite3.Cursor:
+    """One statement, traced like the statements SQLAlchemy runs."""
+    with sql_span(statement, "sqlite", "frontdesk.db"):
+        return sql.execute(statement, parameters)
 
 
 def _db_time(moment: datetime) -> str:
@@ -193,7 +200,7 @@ def _write(
 ) -> tuple[StoredMessage, EventRecord | None]:
     """The unit of work, run between BEGIN IMMEDIATE and COMMIT (no await: nothing else runs on
     the loop meanwhile)."""
-    row = sql.execute(_SELECT_CONVERSATION, (conversation_id,)).fetchone()
+    row = _run(sql, _SELECT_CONVERSATION, (conversation_id,)).fetchone()
     if row is None:
         raise not_found("No such conversation." if owner else "The conversation does not exist.")
     conversation = _conversation(row)
@@ -202,7 +209,7 @@ def _write(
     ):
         raise not_found("No such conversation.")
     if client_id is not None:
-        earlier = sql.execute(_SELECT_BY_CLIENT_ID, (conversation_id, client_id)).fetchone()
+        earlier = _run(sql, _SELECT_BY_CLIENT_ID, (conversation_id, client_id)).fetchone()
         if earlier is not None:
             return StoredMessage(_message(earlier), created=False, conversation=conversation), None
     now = utcnow()
@@ -220,8 +227,9 @@ def _write(
         meta=meta or None,
         created_at=now,
     )
-    sql.execute(_BUMP, (seq, stamp, stamp, conversation_id))
-    sql.execute(
+    _run(sql, _BUMP, (seq, stamp, stamp, conversation_id))
+    _run(
+        sql,
         _INSERT_MESSAGE,
         (
             message.id,
@@ -238,7 +246,8 @@ def _write(
     )
     conversation.last_seq, conversation.last_message_at, conversation.updated_at = seq, now, now
     event = message_event(conversation, message, role=role, meta=meta, at=now)
-    cursor = sql.execute(
+    cursor = _run(
+        sql,
         _INSERT_EVENT,
         (
             event.id,

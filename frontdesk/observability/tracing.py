@@ -180,6 +180,18 @@ def turn_span(site_id: str, conversation_id: str) -> AbstractContextManager[Any]
     )
 
 
+def sql_span(statement: str, system: str, database: str) -> AbstractContextManager[Any]:
+    """A client span for one statement run as plain SQL, outside SQLAlchemy, named and described
+    as SQLAlchemy's instrumentation describes the others (`INSERT frontdesk.db`)."""
+    if _tracer is None:
+        return nullcontext()
+    return _tracer.start_as_current_span(
+        f"{statement.split(None, 1)[0]} {database}",
+        kind=SpanKind.CLIENT,
+        attributes={"db.system": system, "db.name": database, "db.statement": statement},
+    )
+
+
 class ResponderAttempt:
     """One attempt of one responder link: from the call to its final answer or failure.
 

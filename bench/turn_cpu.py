@@ -7,10 +7,11 @@ client competing for the core. It complements `bench/chat_turn.py` (what a visit
 real TCP): when that one queues, this one says how much work each turn is.
 
 The app is FrontDesk's own (`create_app`) on a fresh SQLite data directory (or the PostgreSQL
-database given by `--database-url`, created fresh as `fd_turn_cpu` and dropped after), with the
-demo site. Each of `--visitors` visitors starts a session and a conversation, then the turns run
-one after the other, every request driven straight through the ASGI interface. `--profile`
-writes a cProfile of the measured turns.
+database given by `--database-url`), with the demo site: answering from the answer cache, or with
+`--openai` through an OpenAI-compatible fake upstream in its own process (as in
+`bench/responders.py`). Each of `--visitors` visitors starts a session and a conversation, then
+the turns run one after the other, every request driven straight through the ASGI interface.
+`--profile` writes a cProfile of the measured turns.
 
     .venv/bin/python -m bench.turn_cpu --turns 600
 """
@@ -22,19 +23,26 @@ import asyncio
 import cProfile
 import json
 import pstats
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 
+from bench.responders import FAKE_PROCESS, free_port
 from frontdesk.config import load_settings
 from frontdesk.db import Database
 from frontdesk.demo_site import DEMO_SITE_ID
 from frontdesk.main import create_app
 from frontdesk.migrate import upgrade
 from frontdesk.models import Site
+from frontdesk.responders.config import seal_responder
 from frontdesk.security.limits_policy import SITE_KEYS
 
 QUESTIONS = [
@@ -94,6 +102,39 @@ async def call(
     return status, b"".join(chunks)
 
 
+@contextmanager
+def upstream_fake() -> Iterator[str]:
+    """bench/responders.py's OpenAI-compatible fake in its own process, answering at once."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", FAKE_PROCESS, str(port), "0"],
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+async def answer_upstream(app: Any, base_url: str) -> None:
+    """The demo site answers through the OpenAI-compatible fake (no answer cache)."""
+    services = app.state.services
+    responder = {"kind": "openai", "base_url": base_url, "api_key": "sk-bench", "model": "m"}
+    async with services.db.session_scope() as session:
+        site = await session.get(Site, DEMO_SITE_ID)
+        site.responder = seal_responder(responder, services.box)
+        site.options = {**(site.options or {}), "answer_cache": False}
+    services.sites.invalidate(DEMO_SITE_ID)
+
+
 async def lift_limits(app: Any) -> None:
     """The limits are still checked on every turn, but one process sending as fast as it can
     must not be refused."""
@@ -124,6 +165,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         app = create_app(settings)
         async with app.router.lifespan_context(app):
             await lift_limits(app)
+            if args.upstream:
+                await answer_upstream(app, args.upstream)
             headers = {"Origin": ORIGIN, "Content-Type": "application/json"}
             visitors = []
             for _ in range(args.visitors):
@@ -169,6 +212,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "cpu_ms_per_turn": round(1000 * cpu / args.turns, 3),
         "wall_ms_per_turn": round(1000 * wall / args.turns, 3),
         "database": "postgresql" if args.database_url else "sqlite",
+        "responder": "openai (fake upstream)" if args.upstream else "knowledge (answer cache)",
     }
 
 
@@ -179,9 +223,18 @@ def main() -> None:
     parser.add_argument("--visitors", type=int, default=30)
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--profile", default=None, help="write a cProfile here")
+    parser.add_argument(
+        "--openai", action="store_true", help="answer through an OpenAI-compatible fake upstream"
+    )
     parser.add_argument("--json-out", default="bench/results/turn_cpu.json")
     args = parser.parse_args()
-    result = asyncio.run(run(args))
+    if args.openai:
+        with upstream_fake() as base_url:
+            args.upstream = base_url
+            result = asyncio.run(run(args))
+    else:
+        args.upstream = None
+        result = asyncio.run(run(args))
     print(
         f"{result['database']}: {result['turns']} turns, "
         f"CPU {result['cpu_ms_per_turn']} ms/turn, wall {result['wall_ms_per_turn']} ms/turn"

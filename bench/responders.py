@@ -133,6 +133,31 @@ async def direct(base_url: str, rate: float, seconds: float) -> list[float]:
         await client.close()
 
 
+async def direct_http(base_url: str, rate: float, seconds: float) -> list[float]:
+    """The same calls with the HTTP client the FrontDesk run uses (httpx, reading lines): a
+    baseline whose client costs what the FrontDesk run's client costs, so that the difference
+    is the server's (the SDK's own parsing on this core shows in the tail of `direct`)."""
+    limits = httpx.Limits(max_connections=2000, max_keepalive_connections=500)
+    body = {"model": "bench-model", "stream": True}
+    headers = {"Authorization": "Bearer sk-bench"}
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as http:
+
+        async def one(i: int) -> float:
+            started = time.perf_counter()
+            messages = [{"role": "user", "content": f"question {i}"}]
+            async with http.stream(
+                "POST", "/v1/chat/completions", json={**body, "messages": messages}, headers=headers
+            ) as response:
+                async for line in response.aiter_lines():
+                    if line.startswith("data: {"):
+                        choices = json.loads(line[6:]).get("choices") or [{}]
+                        if (choices[0].get("delta") or {}).get("content"):
+                            return time.perf_counter() - started
+            return float("nan")
+
+        return await open_loop(rate, seconds, one)
+
+
 async def turn_cpu(
     upstream: str, turns: int, concurrency: int, history_turns: int, profile: Path | None
 ) -> dict[str, Any]:
@@ -350,6 +375,7 @@ def main() -> None:
             print(json.dumps(measured, indent=2))
             return
         direct_latencies = asyncio.run(direct(upstream, args.rate, args.seconds))
+        same_client = asyncio.run(direct_http(upstream, args.rate, args.seconds))
         data = Path(tempfile.mkdtemp(prefix="fd-bench-responders-"))
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("FRONTDESK_")}
@@ -444,7 +470,9 @@ def main() -> None:
         fake_process.terminate()
         fake_process.wait(timeout=15)
     direct_s, served_s = summary(direct_latencies), summary(served)
+    same_s = summary(same_client)
     added = {k: round(served_s[k] - direct_s[k], 2) for k in direct_s}
+    added_same = {k: round(served_s[k] - same_s[k], 2) for k in same_s}
     result = {
         "rate_per_s": args.rate,
         "seconds": args.seconds,
@@ -452,7 +480,13 @@ def main() -> None:
         "direct_first_token_ms": direct_s,
         "through_frontdesk_first_token_ms": served_s,
         "added_ms": added,
-        "samples": {"direct": len(direct_latencies), "served": len(served)},
+        "direct_same_client_first_token_ms": same_s,
+        "added_vs_same_client_ms": added_same,
+        "samples": {
+            "direct": len(direct_latencies),
+            "direct_same_client": len(same_client),
+            "served": len(served),
+        },
         # CPU of the server process while the served phase ran (sessions and conversations were
         # made before it), per message sent: storing both messages, the turn and the upstream.
         "server_cpu_per_turn_ms": round(server_cpu / max(1, len(served)) * 1000, 2),
@@ -463,9 +497,11 @@ def main() -> None:
     (RESULTS / "responders.json").write_text(json.dumps(result, indent=2))
     print(f"{'first token (ms)':<22}{'p50':>9}{'p95':>9}{'p99':>9}")
     for name, row in (
-        ("direct to upstream", direct_s),
+        ("direct (openai SDK)", direct_s),
+        ("direct (httpx)", same_s),
         ("through FrontDesk", served_s),
-        ("added", added),
+        ("added vs SDK", added),
+        ("added vs httpx", added_same),
     ):
         print(f"{name:<22}{row['p50']:>9}{row['p95']:>9}{row['p99']:>9}")
     print(

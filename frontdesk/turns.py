@@ -55,14 +55,20 @@ class Turn:
             self._changed.notify_all()
 
     async def follow(self) -> AsyncIterator[dict[str, Any]]:
+        async for batch in self.follow_batches():
+            for frame in batch:
+                yield frame
+
+    async def follow_batches(self) -> AsyncIterator[list[dict[str, Any]]]:
+        """The frames in order, in the batches they were ready in (one write each for SSE)."""
         seen = 0
         while True:
             async with self._changed:
                 await self._changed.wait_for(self._has_more(seen))
                 batch, finished = self.frames[seen:], self.done
             seen += len(batch)
-            for frame in batch:
-                yield frame
+            if batch:
+                yield batch
             if finished and seen >= len(self.frames):
                 return
 

@@ -82,23 +82,29 @@ async def get_messages(
 
 async def _frames(
     services: Services, message: Message, turn: Turn | None
-) -> AsyncIterator[dict[str, Any]]:
-    yield {"type": "message", "message": message_public(message)}
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """The answer stream's frames, in batches: the stored message at once (the first byte the
+    visitor waits for), then the turn's frames as they become ready."""
+    yield [{"type": "message", "message": message_public(message)}]
     if turn is not None:
-        async for frame in turn.follow():
-            yield frame
+        async for batch in turn.follow_batches():
+            yield batch
         return
     # A repeat of a message whose answer is already stored (or not answered by the bot).
     async with services.db.read_scope() as session:
         reply = await find_reply(session, message.id)
+    tail: list[dict[str, Any]] = []
     if reply is not None:
-        yield {"type": "message", "message": message_public(reply)}
-    yield {
-        "type": "message_end",
-        "conversation_id": message.conversation_id,
-        "message_id": reply.id if reply else None,
-        "reply_to": message.id,
-    }
+        tail.append({"type": "message", "message": message_public(reply)})
+    tail.append(
+        {
+            "type": "message_end",
+            "conversation_id": message.conversation_id,
+            "message_id": reply.id if reply else None,
+            "reply_to": message.id,
+        }
+    )
+    yield tail
 
 
 @router.post(

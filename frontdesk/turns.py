@@ -218,9 +218,11 @@ class TurnRunner:
         cached = await self._cached(turn, cache_key)
         if cached is not None:
             return cached
-        async with self.db.read_scope() as session:
-            history = await recent_messages(session, turn.conversation_id, HISTORY_WINDOW)
-        earlier = [m for m in history if m.seq < turn.visitor_message.seq]
+        earlier: list[Message] = []
+        if turn.visitor_message.seq > 1:  # the conversation's first message has no history
+            async with self.db.read_scope() as session:
+                history = await recent_messages(session, turn.conversation_id, HISTORY_WINDOW)
+            earlier = [m for m in history if m.seq < turn.visitor_message.seq]
         upstream: dict[str, Any] = {}
         for message in earlier:
             if message.role == "assistant" and message.meta and "_upstream" in message.meta:

@@ -11,7 +11,7 @@ import asyncio
 import os
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -234,20 +234,17 @@ def docs_dir() -> Iterator[Path]:
 
 
 @asynccontextmanager
-async def serving(app: FastAPI, settings: Settings) -> AsyncIterator[str]:
-    """The app behind a real uvicorn server on loopback (WebSockets need one)."""
+async def serve_uvicorn(config_for_port: Callable[[int], Any]) -> AsyncIterator[str]:
+    """A real uvicorn server on a free loopback port, its `uvicorn.Config` made by
+    `config_for_port`; yields `host:port` and stops the server after."""
     import socket
 
     import uvicorn
 
-    from frontdesk.server import uvicorn_config
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    config = uvicorn_config(app, settings, host="127.0.0.1", port=port)
-    config.lifespan = "off"  # the app fixture already runs the lifespan
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(config_for_port(port))
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
     for _ in range(500):
@@ -259,6 +256,20 @@ async def serving(app: FastAPI, settings: Settings) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 15)
+
+
+@asynccontextmanager
+async def serving(app: FastAPI, settings: Settings) -> AsyncIterator[str]:
+    """The app behind a real uvicorn server on loopback (WebSockets need one)."""
+    from frontdesk.server import uvicorn_config
+
+    def config(port: int) -> Any:
+        built = uvicorn_config(app, settings, host="127.0.0.1", port=port)
+        built.lifespan = "off"  # the app fixture already runs the lifespan
+        return built
+
+    async with serve_uvicorn(config) as address:
+        yield address
 
 
 @pytest.fixture

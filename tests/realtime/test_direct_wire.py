@@ -26,7 +26,7 @@ from frontdesk.realtime.wire import CLOSED, FULL, WRITTEN, DirectWire, SentFrame
 from frontdesk.realtime.wire import text_frame as wire_frame
 from frontdesk.server import uvicorn_config
 from frontdesk.services import Services
-from tests.conftest import ORIGIN, Visitor
+from tests.conftest import ORIGIN, Visitor, serve_uvicorn
 from tests.realtime.test_hub import eventually, joined, store
 from tests.realtime.wsclient import Socket, chat_socket
 
@@ -42,24 +42,14 @@ class Count:
 @asynccontextmanager
 async def uvicorn_serving(app: Any, **options: Any) -> AsyncIterator[str]:
     """`app` behind a real uvicorn server on loopback, with `options` for its `Config`."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, lifespan="off", log_config=None, **options
-    )
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 15)
+
+    def config(port: int) -> uvicorn.Config:
+        return uvicorn.Config(
+            app, host="127.0.0.1", port=port, lifespan="off", log_config=None, **options
+        )
+
+    async with serve_uvicorn(config) as address:
+        yield address
 
 
 class Probe:
@@ -219,24 +209,15 @@ async def test_protocol_pings_keep_working_between_direct_frames() -> None:
 @asynccontextmanager
 async def frontdesk_serving(app: FastAPI, settings: Settings, ws: str) -> AsyncIterator[str]:
     """FrontDesk behind uvicorn with its own options, the WebSocket implementation replaced."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    config = uvicorn_config(app, settings, host="127.0.0.1", port=port)
-    config.lifespan = "off"
-    config.ws = ws
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 15)
+
+    def config(port: int) -> uvicorn.Config:
+        built = uvicorn_config(app, settings, host="127.0.0.1", port=port)
+        built.lifespan = "off"
+        built.ws = ws
+        return built
+
+    async with serve_uvicorn(config) as address:
+        yield address
 
 
 def outboxes(services: Services, conversation_id: str) -> list[Outbox]:

@@ -1,7 +1,7 @@
 """Storing a chat turn's messages: the visitor's message and the bot's answer, each in its own
 unit of work, with its `message.created` event published after the commit.
 
-`store_message` is `do_create_message` inside `Database.session_scope()`, with one difference
+`store_message` is `do_store_draft` inside `Database.session_scope()`, with one difference
 in how it runs on SQLite driven from the event loop (the default, ADR 0022): there the unit of
 work is five statements in plain SQL on the writer's own connection (ADR 0025). Through the ORM
 session the same work cost about 1.4 ms of CPU, and every chat turn pays it twice; in plain SQL
@@ -19,10 +19,16 @@ import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
-from frontdesk.actions.messages import StoredMessage, do_create_message, message_event
+from frontdesk.actions.messages import (
+    MESSAGE_COLUMNS,
+    MessageDraft,
+    StoredMessage,
+    do_store_draft,
+    message_event,
+    message_values,
+)
 from frontdesk.db import Database
 from frontdesk.errors import not_found
-from frontdesk.ids import new_id
 from frontdesk.models import Conversation, EventRecord, Message, utcnow
 from frontdesk.observability.tracing import sql_span
 from frontdesk.queries.conversations import access_conversation
@@ -42,19 +48,8 @@ _CONVERSATION_COLUMNS = (
     "updated_at",
     "last_message_at",
 )
-_MESSAGE_COLUMNS = (
-    "id",
-    "conversation_id",
-    "seq",
-    "role",
-    "text",
-    "client_id",
-    "reply_to_id",
-    "citations",
-    "meta",
-    "created_at",
-)
-# The statements name their columns in the orders above (literal SQL, nothing interpolated).
+# The statements name their columns in the orders of `_CONVERSATION_COLUMNS` and
+# `MESSAGE_COLUMNS` (literal SQL, nothing interpolated).
 _SELECT_CONVERSATION = (
     "SELECT id, site_id, visitor_id, status, channel, handler, assigned_operator_id, last_seq,"
     " created_at, updated_at, last_message_at FROM conversations WHERE id = ?"
@@ -86,23 +81,16 @@ async def store_message(
 ) -> StoredMessage:
     """Store one message in its own unit of work. `owner`: the visitor the conversation must
     belong to (anyone else gets `not_found`, as `access_conversation` answers)."""
-    fields: dict[str, Any] = {
-        "conversation_id": conversation_id,
-        "role": role,
-        "text": text,
-        "client_id": client_id,
-        "reply_to_id": reply_to_id,
-        "citations": citations,
-        "meta": meta,
-        "message_id": message_id,
-    }
+    draft = MessageDraft(
+        conversation_id, role, text, client_id, reply_to_id, citations, meta, message_id
+    )
     if db.sqlite_inline:
-        return await _store_sqlite(db, owner, **fields)
+        return await _store_sqlite(db, owner, draft)
     async with db.session_scope() as session:
         locked = None
         if owner is not None:
             locked = await access_conversation(session, owner, conversation_id, lock=True)
-        return await do_create_message(session, locked=locked, **fields)
+        return await do_store_draft(session, draft, locked=locked)
 
 
 # --- SQLite in plain SQL -------------------------------------------------------------------------
@@ -127,6 +115,14 @@ def _db_json(value: Any) -> str:
     return json.dumps(value)  # what SQLAlchemy's JSON type writes on SQLite (None as 'null')
 
 
+def _message_row(message: Message) -> tuple[Any, ...]:
+    values = message_values(message)
+    values["created_at"] = _db_time(message.created_at)
+    for name in ("citations", "meta"):
+        values[name] = _db_json(values[name])
+    return tuple(values.values())
+
+
 def _conversation(row: tuple[Any, ...]) -> Conversation:
     values = dict(zip(_CONVERSATION_COLUMNS, row, strict=True))
     for name in ("created_at", "updated_at", "last_message_at"):
@@ -135,7 +131,7 @@ def _conversation(row: tuple[Any, ...]) -> Conversation:
 
 
 def _message(row: tuple[Any, ...]) -> Message:
-    values = dict(zip(_MESSAGE_COLUMNS, row, strict=True))
+    values = dict(zip(MESSAGE_COLUMNS, row, strict=True))
     values["created_at"] = _from_db_time(values["created_at"])
     for name in ("citations", "meta"):
         values[name] = None if values[name] is None else json.loads(values[name])
@@ -143,17 +139,7 @@ def _message(row: tuple[Any, ...]) -> Message:
 
 
 async def _store_sqlite(
-    db: Database,
-    owner: VisitorClaims | None,
-    *,
-    conversation_id: str,
-    role: str,
-    text: str,
-    client_id: str | None,
-    reply_to_id: str | None,
-    citations: list[dict[str, Any]] | None,
-    meta: dict[str, Any] | None,
-    message_id: str | None,
+    db: Database, owner: VisitorClaims | None, draft: MessageDraft
 ) -> StoredMessage:
     async with db.writer.connect() as pooled:
         # The writer's one pooled connection: holding it is what orders this process's writers.
@@ -164,18 +150,7 @@ async def _store_sqlite(
         # blocking the loop, as every other statement on this driver does.
         await retry_locked(lambda: sql.execute("BEGIN IMMEDIATE"), inline.busy_timeout_s)
         try:
-            stored, event = _write(
-                sql,
-                owner,
-                conversation_id=conversation_id,
-                role=role,
-                text=text,
-                client_id=client_id,
-                reply_to_id=reply_to_id,
-                citations=citations,
-                meta=meta,
-                message_id=message_id,
-            )
+            stored, event = _write(sql, owner, draft)
             await retry_locked(lambda: sql.execute("COMMIT"), inline.busy_timeout_s)
         except BaseException:
             sql.execute("ROLLBACK")
@@ -186,20 +161,11 @@ async def _store_sqlite(
 
 
 def _write(
-    sql: sqlite3.Connection,
-    owner: VisitorClaims | None,
-    *,
-    conversation_id: str,
-    role: str,
-    text: str,
-    client_id: str | None,
-    reply_to_id: str | None,
-    citations: list[dict[str, Any]] | None,
-    meta: dict[str, Any] | None,
-    message_id: str | None,
+    sql: sqlite3.Connection, owner: VisitorClaims | None, draft: MessageDraft
 ) -> tuple[StoredMessage, EventRecord | None]:
     """The unit of work, run between BEGIN IMMEDIATE and COMMIT (no await: nothing else runs on
     the loop meanwhile)."""
+    conversation_id = draft.conversation_id
     row = _run(sql, _SELECT_CONVERSATION, (conversation_id,)).fetchone()
     if row is None:
         raise not_found("No such conversation." if owner else "The conversation does not exist.")
@@ -208,55 +174,18 @@ def _write(
         conversation.visitor_id != owner.visitor_id or conversation.site_id != owner.site_id
     ):
         raise not_found("No such conversation.")
-    if client_id is not None:
-        earlier = _run(sql, _SELECT_BY_CLIENT_ID, (conversation_id, client_id)).fetchone()
+    if draft.client_id is not None:
+        earlier = _run(sql, _SELECT_BY_CLIENT_ID, (conversation_id, draft.client_id)).fetchone()
         if earlier is not None:
             return StoredMessage(_message(earlier), created=False, conversation=conversation), None
     now = utcnow()
     stamp = _db_time(now)
     seq = conversation.last_seq + 1
-    message = Message(
-        id=message_id or new_id("msg"),
-        conversation_id=conversation_id,
-        seq=seq,
-        role=role,
-        text=text,
-        client_id=client_id,
-        reply_to_id=reply_to_id,
-        citations=citations or None,
-        meta=meta or None,
-        created_at=now,
-    )
+    message = draft.numbered(seq, now)
     _run(sql, _BUMP, (seq, stamp, stamp, conversation_id))
-    _run(
-        sql,
-        _INSERT_MESSAGE,
-        (
-            message.id,
-            conversation_id,
-            seq,
-            role,
-            text,
-            client_id,
-            reply_to_id,
-            _db_json(message.citations),
-            _db_json(message.meta),
-            stamp,
-        ),
-    )
+    _run(sql, _INSERT_MESSAGE, _message_row(message))
     conversation.last_seq, conversation.last_message_at, conversation.updated_at = seq, now, now
-    event = message_event(conversation, message, role=role, meta=meta, at=now)
-    cursor = _run(
-        sql,
-        _INSERT_EVENT,
-        (
-            event.id,
-            event.type,
-            _db_time(event.at),
-            event.site_id,
-            event.actor,
-            _db_json(event.data),
-        ),
-    )
-    event.offset = int(cursor.lastrowid or 0)
+    event = message_event(conversation, message, meta=draft.meta, at=now)
+    values = (event.id, event.type, stamp, event.site_id, event.actor, _db_json(event.data))
+    event.offset = int(_run(sql, _INSERT_EVENT, values).lastrowid or 0)
     return StoredMessage(message, created=True, conversation=conversation), event

@@ -51,6 +51,54 @@ class StoredMessage:
     conversation: Conversation
 
 
+# The columns of a message row, in the order the plain-SQL store writes them.
+MESSAGE_COLUMNS = (
+    "id",
+    "conversation_id",
+    "seq",
+    "role",
+    "text",
+    "client_id",
+    "reply_to_id",
+    "citations",
+    "meta",
+    "created_at",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDraft:
+    """A message to store, as its author gives it: the store numbers and dates it."""
+
+    conversation_id: str
+    role: str
+    text: str
+    client_id: str | None = None
+    reply_to_id: str | None = None
+    citations: list[dict[str, Any]] | None = None
+    meta: dict[str, Any] | None = None
+    message_id: str | None = None
+
+    def numbered(self, seq: int, now: datetime) -> Message:
+        return Message(
+            id=self.message_id or new_id("msg"),
+            conversation_id=self.conversation_id,
+            seq=seq,
+            role=self.role,
+            text=self.text,
+            client_id=self.client_id,
+            reply_to_id=self.reply_to_id,
+            citations=self.citations or None,
+            meta=self.meta or None,
+            created_at=now,
+        )
+
+
+def message_values(message: Message) -> dict[str, Any]:
+    """The message's row, column by column (`MESSAGE_COLUMNS`)."""
+    return {name: getattr(message, name) for name in MESSAGE_COLUMNS}
+
+
 async def do_create_message(
     session: AsyncSession,
     *,
@@ -66,33 +114,32 @@ async def do_create_message(
 ) -> StoredMessage:
     """`locked`: the conversation, already loaded and locked in this transaction (saves reading
     it again)."""
+    draft = MessageDraft(
+        conversation_id, role, text, client_id, reply_to_id, citations, meta, message_id
+    )
+    return await do_store_draft(session, draft, locked=locked)
+
+
+async def do_store_draft(
+    session: AsyncSession, draft: MessageDraft, *, locked: Conversation | None = None
+) -> StoredMessage:
+    conversation_id = draft.conversation_id
     conversation = locked
     if conversation is None or conversation.id != conversation_id:
         stmt = select(Conversation).where(Conversation.id == conversation_id).with_for_update()
         conversation = (await session.execute(stmt)).scalar_one_or_none()
     if conversation is None:
         raise not_found("The conversation does not exist.")
-    if client_id is not None:
+    if draft.client_id is not None:
         earlier = select(Message).where(
-            Message.conversation_id == conversation_id, Message.client_id == client_id
+            Message.conversation_id == conversation_id, Message.client_id == draft.client_id
         )
         existing = (await session.execute(earlier)).scalar_one_or_none()
         if existing is not None:
             return StoredMessage(existing, created=False, conversation=conversation)
     now = utcnow()
     seq = conversation.last_seq + 1
-    message = Message(
-        id=message_id or new_id("msg"),
-        conversation_id=conversation_id,
-        seq=seq,
-        role=role,
-        text=text,
-        client_id=client_id,
-        reply_to_id=reply_to_id,
-        citations=citations or None,
-        meta=meta or None,
-        created_at=now,
-    )
+    message = draft.numbered(seq, now)
     # Two Core statements instead of the ORM's flush (a turn stores two messages, and the unit
     # of work was most of their cost). The conversation row is locked, so `seq` is the next one.
     conn = await session.connection()
@@ -100,25 +147,11 @@ async def do_create_message(
         _BUMP_CONVERSATION,
         {"conversation_id": conversation_id, "seq": seq, "now": now},
     )
-    await conn.execute(
-        _INSERT_MESSAGE,
-        {
-            "id": message.id,
-            "conversation_id": conversation_id,
-            "seq": seq,
-            "role": role,
-            "text": text,
-            "client_id": client_id,
-            "reply_to_id": reply_to_id,
-            "citations": message.citations,
-            "meta": message.meta,
-            "created_at": now,
-        },
-    )
+    await conn.execute(_INSERT_MESSAGE, message_values(message))
     # The loaded conversation now matches its row, without becoming a pending change.
     for name, value in (("last_seq", seq), ("last_message_at", now), ("updated_at", now)):
         set_committed_value(conversation, name, value)
-    queue_event(session, message_event(conversation, message, role=role, meta=meta, at=now))
+    queue_event(session, message_event(conversation, message, meta=draft.meta, at=now))
     return StoredMessage(message, created=True, conversation=conversation)
 
 
@@ -133,12 +166,7 @@ _INSERT_MESSAGE = insert(Message)
 
 
 def message_event(
-    conversation: Conversation,
-    message: Message,
-    *,
-    role: str,
-    meta: dict[str, Any] | None,
-    at: datetime,
+    conversation: Conversation, message: Message, *, meta: dict[str, Any] | None, at: datetime
 ) -> EventRecord:
     """The `message.created` event of a message just stored."""
     return new_event(
@@ -151,7 +179,7 @@ def message_event(
         },
         # Who wrote it: the visitor or the operator (the activity feed's actor; notifications
         # never tell operators about their own replies).
-        actor=_author(role, conversation, meta),
+        actor=_author(message.role, conversation, meta),
         at=at,
     )
 

@@ -36,7 +36,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,30 @@ FAQ = [
     "How does the widget resume?",
     "Where are the logs?",
 ]
+
+
+@contextmanager
+def upstream_fake(first_token_s: float) -> Iterator[str]:
+    """The OpenAI-compatible fake in its own process, first token after `first_token_s`; yields
+    its base URL (without `/v1`) once it answers, and stops it after."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", FAKE_PROCESS, str(port), str(first_token_s)],
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"{base}/v1/models", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
 
 
 def free_port() -> int:
@@ -354,20 +379,7 @@ def main() -> None:
     pin = not args.no_pin and (os.cpu_count() or 1) >= 2
     if pin:  # the load generator and the upstream fake on CPU 1, the server alone on CPU 0
         os.sched_setaffinity(0, {1})
-    upstream_port = free_port()
-    fake_process = subprocess.Popen(
-        [sys.executable, "-c", FAKE_PROCESS, str(upstream_port), str(args.upstream_ms / 1000)],
-        cwd=Path(__file__).resolve().parent.parent,
-    )
-    upstream = f"http://127.0.0.1:{upstream_port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(f"{upstream}/v1/models", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
+    with upstream_fake(args.upstream_ms / 1000) as upstream:
         if args.turn_cpu:
             measured = asyncio.run(
                 turn_cpu(upstream, args.turn_cpu, args.concurrency, args.history, args.profile)
@@ -466,9 +478,6 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=15)
-    finally:
-        fake_process.terminate()
-        fake_process.wait(timeout=15)
     direct_s, served_s = summary(direct_latencies), summary(served)
     same_s = summary(same_client)
     added = {k: round(served_s[k] - direct_s[k], 2) for k in direct_s}

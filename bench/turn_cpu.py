@@ -23,19 +23,14 @@ import asyncio
 import cProfile
 import json
 import pstats
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 
-from bench.responders import FAKE_PROCESS, free_port
+from bench.responders import upstream_fake
 from frontdesk.config import load_settings
 from frontdesk.db import Database
 from frontdesk.demo_site import DEMO_SITE_ID
@@ -100,28 +95,6 @@ async def call(
 
     await app(scope, receive, send)
     return status, b"".join(chunks)
-
-
-@contextmanager
-def upstream_fake() -> Iterator[str]:
-    """bench/responders.py's OpenAI-compatible fake in its own process, answering at once."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-c", FAKE_PROCESS, str(port), "0"],
-        cwd=Path(__file__).resolve().parent.parent,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
 
 
 async def answer_upstream(app: Any, base_url: str) -> None:
@@ -229,8 +202,8 @@ def main() -> None:
     parser.add_argument("--json-out", default="bench/results/turn_cpu.json")
     args = parser.parse_args()
     if args.openai:
-        with upstream_fake() as base_url:
-            args.upstream = base_url
+        with upstream_fake(0) as base_url:
+            args.upstream = f"{base_url}/v1"
             result = asyncio.run(run(args))
     else:
         args.upstream = None

@@ -19,7 +19,7 @@ import orjson
 
 from frontdesk.responders.base import AnswerRequest, Delta, FinalAnswer, ResponderError
 from frontdesk.responders.config import DifyConfig
-from frontdesk.responders.sse import EventStream, drain
+from frontdesk.responders.sse import EventStream, drain, event_object
 
 _background: set[asyncio.Task[None]] = set()
 
@@ -119,12 +119,7 @@ class DifyResponder:
                 chunks = response.aiter_bytes()
                 async for received in chunks:
                     for payload in events.feed(received):
-                        try:
-                            data = orjson.loads(payload)
-                        except orjson.JSONDecodeError as exc:
-                            raise ResponderError("protocol", "dify sent a malformed event") from exc
-                        if not isinstance(data, dict):
-                            raise ResponderError("protocol", "dify sent a malformed event")
+                        data = event_object(payload, "dify sent a malformed event")
                         event = data.get("event")
                         task_id = task_id or data.get("task_id")
                         conversation_id = data.get("conversation_id") or conversation_id

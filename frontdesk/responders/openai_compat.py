@@ -20,13 +20,12 @@ from typing import Any, cast
 
 import httpx
 import openai
-import orjson
 from openai import AsyncOpenAI
 from openai.types.chat.completion_create_params import CompletionCreateParamsStreaming
 
 from frontdesk.responders.base import AnswerRequest, Delta, FinalAnswer, HistoryItem, ResponderError
 from frontdesk.responders.config import OpenAIConfig
-from frontdesk.responders.sse import EventStream, drain
+from frontdesk.responders.sse import EventStream, drain, event_object
 
 DEFAULT_SYSTEM = (
     "You are the assistant on the website of {site}. Answer briefly, accurately and politely. "
@@ -92,12 +91,7 @@ def map_error(error: Exception) -> ResponderError:
 
 def read_chunk(payload: bytes) -> dict[str, Any]:
     """One `chat.completion.chunk`, or the error the upstream sent instead of one."""
-    try:
-        chunk = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        raise ResponderError("protocol", "the upstream sent a malformed chunk") from exc
-    if not isinstance(chunk, dict):
-        raise ResponderError("protocol", "the upstream sent a malformed chunk")
+    chunk = event_object(payload, "the upstream sent a malformed chunk")
     error = chunk.get("error")
     if error:
         message = error.get("message") if isinstance(error, dict) else None

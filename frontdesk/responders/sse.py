@@ -10,13 +10,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
+import orjson
+
+from frontdesk.responders.base import ResponderError
 
 # Once the last event has come only the end of the HTTP body is left; reading it lets the
 # connection go back to the pool instead of being closed. An upstream that keeps the body open
 # after its last event is not waited for longer than this.
 DRAIN_S = 0.5
+
+
+def event_object(data: bytes, malformed: str) -> dict[str, Any]:
+    """An event's data as the JSON object both upstreams send; anything else is a protocol
+    error with the message `malformed`."""
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ResponderError("protocol", malformed) from exc
+    if not isinstance(parsed, dict):
+        raise ResponderError("protocol", malformed)
+    return parsed
 
 
 class EventStream:

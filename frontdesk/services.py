@@ -107,9 +107,9 @@ class Services:
             behind = await cursors_behind(db, (WEBHOOK_CURSOR, NOTIFICATION_CURSOR))
             fanned = 0
             if WEBHOOK_CURSOR in behind:
-                fanned += await fan_out(db, clock, settings.public_url, checked=True)
+                fanned += await fan_out(db, clock, settings.public_url)
             if NOTIFICATION_CURSOR in behind:
-                fanned += await notify(checked=True)
+                fanned += await notify()
             return fanned + await retention()
 
         worker = Worker(

@@ -37,11 +37,6 @@ async def cursors_behind(db: Database, keys: Iterable[str]) -> frozenset[str]:
         return frozenset((await conn.execute(stmt)).scalars())
 
 
-async def log_moved_past(db: Database, key: str) -> bool:
-    """Whether events exist after the cursor `key` (read-only; no lock taken)."""
-    return key in await cursors_behind(db, (key,))
-
-
 @dataclass(frozen=True, slots=True)
 class EventHead:
     """What a fan-out decides on without reading an event's data."""

@@ -16,7 +16,7 @@ import orjson
 from sqlalchemy import func, select
 
 from frontdesk.db import Database
-from frontdesk.events.cursors import load_events, log_moved_past, next_event_heads, take_cursor
+from frontdesk.events.cursors import load_events, next_event_heads, take_cursor
 from frontdesk.ids import new_id
 from frontdesk.jobs.clock import Clock
 from frontdesk.jobs.queue import enqueue
@@ -82,11 +82,9 @@ class NotificationFanout:
         self.clock = clock
         self.public_url = public_url
 
-    async def __call__(self, *, checked: bool = False) -> int:
-        """One pass; returns how many events were considered. `checked`: the caller already
-        knows the log moved past the cursor."""
-        if not checked and not await log_moved_past(self.db, CURSOR):
-            return 0
+    async def __call__(self) -> int:
+        """One pass; returns how many events were considered. The worker calls it only when the
+        log has moved past the cursor (`events.cursors.cursors_behind`)."""
         live: dict[str, list[Notification]] = defaultdict(list)
         async with self.db.session_scope() as session:
             taken = await take_cursor(session, CURSOR)

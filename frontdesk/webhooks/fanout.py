@@ -15,7 +15,7 @@ import orjson
 from sqlalchemy import insert, select
 
 from frontdesk.db import Database
-from frontdesk.events.cursors import load_events, log_moved_past, next_event_heads, take_cursor
+from frontdesk.events.cursors import load_events, next_event_heads, take_cursor
 from frontdesk.ids import new_id
 from frontdesk.jobs.clock import Clock
 from frontdesk.models import EventRecord, Job, WebhookDelivery, WebhookEndpoint
@@ -70,11 +70,9 @@ def payload_for(event: EventRecord, public_url: str) -> bytes:
     return orjson.dumps(reference)
 
 
-async def fan_out(db: Database, clock: Clock, public_url: str, *, checked: bool = False) -> int:
-    """One pass; returns how many events were handled. `checked`: the caller already knows
-    the log moved past the cursor."""
-    if not checked and not await log_moved_past(db, CURSOR):
-        return 0
+async def fan_out(db: Database, clock: Clock, public_url: str) -> int:
+    """One pass; returns how many events were handled. The worker calls it only when the log
+    has moved past the cursor (`events.cursors.cursors_behind`)."""
     async with db.session_scope() as session:
         taken = await take_cursor(session, CURSOR)
         if taken is None:

@@ -120,23 +120,42 @@ def pct(values: list[float], p: float) -> float:
 
 
 def summary(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
     return {k: round(pct(values, float(k[1:])) * 1000, 2) for k in ("p50", "p95", "p99")}
 
 
-async def open_loop(rate: float, seconds: float, one: Any) -> list[float]:
-    """Start `one()` at a fixed rate (not waiting for earlier ones); their latencies."""
+async def open_loop(
+    rate: float,
+    seconds: float,
+    one: Any,
+    warmup_s: float = 0.0,
+    timed_start: Callable[[], None] | None = None,
+) -> tuple[list[float], list[float]]:
+    """Start `one(i)` at a fixed rate (not waiting for earlier ones), first for `warmup_s`, then
+    for `seconds`; the latencies of the warm-up messages and of the timed ones. `timed_start` is
+    called as the first timed message starts."""
+    warm = int(rate * warmup_s)
     tasks = []
     start = time.perf_counter()
-    for i in range(int(rate * seconds)):
+    for i in range(warm + int(rate * seconds)):
         delay = start + i / rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
+        if i == warm and timed_start is not None:
+            timed_start()
         tasks.append(asyncio.create_task(one(i)))
     results = await asyncio.gather(*tasks, return_exceptions=True)
-    return [r for r in results if isinstance(r, float)]
+    latencies = [r if isinstance(r, float) else None for r in results]
+    return (
+        [r for r in latencies[:warm] if r is not None],
+        [r for r in latencies[warm:] if r is not None],
+    )
 
 
-async def direct(base_url: str, rate: float, seconds: float) -> list[float]:
+async def direct(
+    base_url: str, rate: float, seconds: float, warmup_s: float
+) -> tuple[list[float], list[float]]:
     client = AsyncOpenAI(base_url=f"{base_url}/v1", api_key="sk-bench", max_retries=0)
 
     async def one(i: int) -> float:
@@ -153,12 +172,14 @@ async def direct(base_url: str, rate: float, seconds: float) -> list[float]:
         return float(first if first is not None else "nan")
 
     try:
-        return await open_loop(rate, seconds, one)
+        return await open_loop(rate, seconds, one, warmup_s)
     finally:
         await client.close()
 
 
-async def direct_http(base_url: str, rate: float, seconds: float) -> list[float]:
+async def direct_http(
+    base_url: str, rate: float, seconds: float, warmup_s: float
+) -> tuple[list[float], list[float]]:
     """The same calls with the HTTP client the FrontDesk run uses (httpx, reading lines): a
     baseline whose client costs what the FrontDesk run's client costs, so that the difference
     is the server's (the SDK's own parsing on this core shows in the tail of `direct`)."""
@@ -173,14 +194,17 @@ async def direct_http(base_url: str, rate: float, seconds: float) -> list[float]
             async with http.stream(
                 "POST", "/v1/chat/completions", json={**body, "messages": messages}, headers=headers
             ) as response:
+                first = float("nan")
+                # Read to the end, as the SDK baseline and a real client do (a stream left
+                # early closes its connection, and the next message would open a new one).
                 async for line in response.aiter_lines():
-                    if line.startswith("data: {"):
+                    if first != first and line.startswith("data: {"):
                         choices = json.loads(line[6:]).get("choices") or [{}]
                         if (choices[0].get("delta") or {}).get("content"):
-                            return time.perf_counter() - started
-            return float("nan")
+                            first = time.perf_counter() - started
+            return first
 
-        return await open_loop(rate, seconds, one)
+        return await open_loop(rate, seconds, one, warmup_s)
 
 
 async def turn_cpu(
@@ -269,10 +293,15 @@ def xff(i: int) -> str:
 
 
 async def through_frontdesk(
-    base: str, site_id: str, rate: float, seconds: float, clock_starts: Callable[[], None]
-) -> list[float]:
+    base: str,
+    site_id: str,
+    rate: float,
+    seconds: float,
+    warmup_s: float,
+    clock_starts: Callable[[], None],
+) -> tuple[list[float], list[float]]:
     limits = httpx.Limits(max_connections=2000, max_keepalive_connections=500)
-    count = int(rate * seconds)
+    count = int(rate * warmup_s) + int(rate * seconds)
     async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as http:
 
         async def prepare(i: int) -> tuple[dict[str, str], str]:
@@ -287,7 +316,6 @@ async def through_frontdesk(
 
         # Visitors and conversations exist before the clock starts: only messages are timed.
         prepared = [await prepare(i) for i in range(count)]
-        clock_starts()  # the server's CPU is counted from here: the timed messages only
 
         async def one(i: int) -> float:
             auth, conversation = prepared[i]
@@ -298,12 +326,15 @@ async def through_frontdesk(
                 headers={**auth, "Accept": "text/event-stream"},
                 json={"client_id": str(uuid.uuid4()), "text": f"question {i}"},
             ) as response:
+                first = float("nan")
+                # Read to the end (`message_end`), as the widget does.
                 async for line in response.aiter_lines():
-                    if line == "event: delta":
-                        return time.perf_counter() - started
-            return float("nan")
+                    if first != first and line == "event: delta":
+                        first = time.perf_counter() - started
+            return first
 
-        return await open_loop(rate, seconds, one)
+        # The server's CPU is counted from the first timed message on.
+        return await open_loop(rate, seconds, one, warmup_s, clock_starts)
 
 
 async def cache_mix(base: str, site_id: str, asks: int) -> dict[str, Any]:
@@ -369,6 +400,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--upstream-ms", type=float, default=50)
+    parser.add_argument(
+        "--warmup", type=float, default=1.0, metavar="S", help="seconds sent before the timed ones"
+    )
     parser.add_argument("--asks", type=int, default=300)
     parser.add_argument("--turn-cpu", type=int, default=0, metavar="N")
     parser.add_argument("--concurrency", type=int, default=20)
@@ -386,8 +420,9 @@ def main() -> None:
             )
             print(json.dumps(measured, indent=2))
             return
-        direct_latencies = asyncio.run(direct(upstream, args.rate, args.seconds))
-        same_client = asyncio.run(direct_http(upstream, args.rate, args.seconds))
+        warm = args.warmup
+        direct_warm, direct_latencies = asyncio.run(direct(upstream, args.rate, args.seconds, warm))
+        same_warm, same_client = asyncio.run(direct_http(upstream, args.rate, args.seconds, warm))
         data = Path(tempfile.mkdtemp(prefix="fd-bench-responders-"))
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("FRONTDESK_")}
@@ -467,9 +502,10 @@ def main() -> None:
             def clock_starts() -> None:
                 marks["cpu"] = process_cpu_s(server.pid)
                 marks["load"] = os.getloadavg()[0]
+                print("timed messages start", file=sys.stderr, flush=True)
 
-            served = asyncio.run(
-                through_frontdesk(base, upstream_site, args.rate, args.seconds, clock_starts)
+            served_warm, served = asyncio.run(
+                through_frontdesk(base, upstream_site, args.rate, args.seconds, warm, clock_starts)
             )
             cpu_before, load_before = marks["cpu"], marks["load"]
             server_cpu = process_cpu_s(server.pid) - cpu_before
@@ -485,6 +521,14 @@ def main() -> None:
     result = {
         "rate_per_s": args.rate,
         "seconds": args.seconds,
+        # Messages sent at the same rate before the timed ones (each run's first connections,
+        # first requests through each code path), reported apart from the steady state.
+        "warmup_s": warm,
+        "warmup_first_token_ms": {
+            "direct": summary(direct_warm),
+            "direct_same_client": summary(same_warm),
+            "through_frontdesk": summary(served_warm),
+        },
         "upstream_first_token_ms": args.upstream_ms,
         "direct_first_token_ms": direct_s,
         "through_frontdesk_first_token_ms": served_s,
@@ -513,6 +557,9 @@ def main() -> None:
         ("added vs httpx", added_same),
     ):
         print(f"{name:<22}{row['p50']:>9}{row['p95']:>9}{row['p99']:>9}")
+    cold = result["warmup_first_token_ms"]["through_frontdesk"]
+    if cold:
+        print(f"{'warm-up, FrontDesk':<22}{cold['p50']:>9}{cold['p95']:>9}{cold['p99']:>9}")
     print(
         f"server CPU per turn: {result['server_cpu_per_turn_ms']} ms; "
         f"load average {result['load_average'][0]} -> {result['load_average'][1]}"

@@ -128,6 +128,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "public_url": "http://127.0.0.1:8000",
             "seed_demo": True,
             "log_level": "warning",
+            # Each visitor comes from its own address (X-Forwarded-For), as on a real site: one
+            # address may start only so many sessions a minute.
+            "trusted_proxies": "127.0.0.1",
         }
         if args.database_url:
             overrides["database_url"] = args.database_url
@@ -142,13 +145,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await answer_upstream(app, args.upstream)
             headers = {"Origin": ORIGIN, "Content-Type": "application/json"}
             visitors = []
-            for _ in range(args.visitors):
+            for v in range(args.visitors):
+                address = f"198.18.{(v // 250) % 250}.{v % 250 + 1}"
                 status, body = await call(
-                    app, "POST", "/api/widget/v1/sessions", {"site_id": "site_demo"}, headers
+                    app,
+                    "POST",
+                    "/api/widget/v1/sessions",
+                    {"site_id": "site_demo"},
+                    {**headers, "X-Forwarded-For": address},
                 )
                 assert status == 201, (status, body)
                 token = orjson.loads(body)["access_token"]
-                auth = {**headers, "Authorization": f"Bearer {token}"}
+                auth = {**headers, "X-Forwarded-For": address, "Authorization": f"Bearer {token}"}
                 status, body = await call(app, "POST", "/api/widget/v1/conversations", {}, auth)
                 assert status == 201, (status, body)
                 visitors.append((auth, orjson.loads(body)["id"]))

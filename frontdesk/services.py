@@ -34,6 +34,7 @@ from frontdesk.realtime.redis_broker import RedisBroker
 from frontdesk.responders.breaker import MemoryBreakerStore, RedisBreakerStore
 from frontdesk.responders.cache import AnswerCache, MemoryCacheStore, RedisCacheStore
 from frontdesk.responders.registry import ResponderFactory
+from frontdesk.responders.transport import warm_tls_context
 from frontdesk.security.keys import SecretBox
 from frontdesk.security.operator_sessions import CsrfTokens
 from frontdesk.security.ratelimit import (
@@ -168,6 +169,7 @@ class Services:
         )
 
     async def start(self) -> None:
+        await warm_tls_context()
         await self.broker.start()
         ready = asyncio.Event()
         self._config_listener = asyncio.create_task(self._follow_config_changes(ready))

@@ -141,7 +141,7 @@ def _message(row: tuple[Any, ...]) -> Message:
 async def _store_sqlite(
     db: Database, owner: VisitorClaims | None, draft: MessageDraft
 ) -> StoredMessage:
-    async with db.writer.connect() as pooled:
+    async with db.connect(db.writer) as pooled:
         # The writer's one pooled connection: holding it is what orders this process's writers.
         inline = (await pooled.get_raw_connection()).driver_connection
         assert isinstance(inline, InlineConnection)

@@ -33,7 +33,7 @@ async def cursors_behind(db: Database, keys: Iterable[str]) -> frozenset[str]:
     stmt = select(SystemMeta.key).where(
         SystemMeta.key.in_(list(keys)), cast(SystemMeta.value, BigInteger) < head
     )
-    async with db.reader.connect() as conn:
+    async with db.connect(db.reader) as conn:
         return frozenset((await conn.execute(stmt)).scalars())
 
 

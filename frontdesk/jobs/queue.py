@@ -65,7 +65,7 @@ def _due(now: datetime) -> Any:
 async def any_due(db: Database, now: datetime) -> bool:
     """Whether a job is due (one read, no write lock): most worker passes under chat load find
     none, and a claim would take the writer for nothing."""
-    async with db.reader.connect() as conn:
+    async with db.connect(db.reader) as conn:
         found = await conn.execute(select(Job.id).where(_due(now)).limit(1))
         return found.first() is not None
 

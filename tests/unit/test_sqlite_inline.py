@@ -90,3 +90,31 @@ async def test_a_lock_held_too_long_is_an_error_not_a_hang(tmp_path: Path) -> No
     assert await (await connection.execute("SELECT count(*) FROM t")).fetchone() == (1,)
     await connection.close()
     setup.close()
+
+
+async def test_units_of_work_and_reads_keep_the_loop_until_they_are_done(tmp_path: Path) -> None:
+    """Uncontended, a unit of work or a read on the inline driver never yields to the loop: the
+    writer's single connection is back in its pool as the scope ends (ADR 0026), not one loop
+    iteration later, when a close in a shielded task would run."""
+    settings = load_settings(data_dir=tmp_path, secret_key="k" * 40, sqlite_driver="inline")
+    db = Database(settings)
+    await upgrade(db)
+
+    async def scopes() -> int:
+        for i in range(20):
+            async with db.session_scope() as session:
+                await session.execute(
+                    text("INSERT INTO system_meta (key, value) VALUES (:k, '1')"), {"k": f"k{i}"}
+                )
+            async with db.read_scope() as session:
+                await session.execute(text("SELECT count(*) FROM system_meta"))
+            async with db.connect(db.reader) as conn:
+                await conn.execute(text("SELECT 1"))
+            async with db.connect(db.writer) as conn:
+                await conn.execute(text("SELECT 1"))
+        return db.writer.sync_engine.pool.checkedout()  # type: ignore[attr-defined, no-any-return]
+
+    checked_out, ticks = await ticks_while(scopes(), interval=0)
+    assert checked_out == 0
+    assert ticks == 0
+    await db.dispose()

@@ -15,7 +15,7 @@ import orjson
 
 from frontdesk.config import Settings
 from frontdesk.db import Database
-from frontdesk.events.cursors import cursors_behind
+from frontdesk.events.cursors import cursors_behind, skip_unwatched
 from frontdesk.events.dispatch import EventDispatcher
 from frontdesk.events.retention import ActivityRetention
 from frontdesk.jobs.clock import Clock
@@ -24,6 +24,7 @@ from frontdesk.knowledge.ingestion import INGEST_JOB, KnowledgeIngest
 from frontdesk.notifications.delivery import DigestEmail, EmailNotification
 from frontdesk.notifications.fanout import CURSOR as NOTIFICATION_CURSOR
 from frontdesk.notifications.fanout import DIGEST_JOB, EMAIL_JOB, NotificationFanout
+from frontdesk.notifications.fanout import WATCHERS as NOTIFICATION_WATCHERS
 from frontdesk.notifications.mailer import Mailer
 from frontdesk.queries.sites import KnownOrigins, SiteDirectory
 from frontdesk.realtime.broker import RESYNC, Broker, MemoryBroker
@@ -47,6 +48,7 @@ from frontdesk.security.tokens import AccessTokens
 from frontdesk.turns import TurnRunner
 from frontdesk.webhooks.deliver import Deliverer
 from frontdesk.webhooks.fanout import CURSOR as WEBHOOK_CURSOR
+from frontdesk.webhooks.fanout import WATCHERS as WEBHOOK_WATCHERS
 from frontdesk.webhooks.fanout import fan_out
 from frontdesk.webhooks.ssrf import Allowlist, WebhookClient, guarded_client
 
@@ -102,10 +104,14 @@ class Services:
         notify = NotificationFanout(db, broker, mailer, clock, settings.public_url)
         retention = ActivityRetention(db, clock, settings.activity_retention_days)
 
+        watchers = {WEBHOOK_CURSOR: WEBHOOK_WATCHERS, NOTIFICATION_CURSOR: NOTIFICATION_WATCHERS}
+
         async def fan_out_events() -> int:
             # Between job batches: events become deliveries and notifications; old ones go.
             # One read tells which fan-outs have events to look at (most passes: neither).
-            behind = await cursors_behind(db, (WEBHOOK_CURSOR, NOTIFICATION_CURSOR))
+            behind = await cursors_behind(db, watchers)
+            if behind:  # under chat load, most often nobody listens: move those at once
+                behind -= await skip_unwatched(db, {key: watchers[key] for key in behind})
             fanned = 0
             if WEBHOOK_CURSOR in behind:
                 fanned += await fan_out(db, clock, settings.public_url)

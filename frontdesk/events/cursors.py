@@ -8,6 +8,12 @@ next events after it or, when nobody can be interested in them (no webhook endpo
 operator), moves straight to the head. Moving the cursor in that same transaction is what makes
 each event handled exactly once.
 
+Under chat load the log moves on every turn while, most often, nobody listens: no webhook
+endpoint, no operator. `skip_unwatched` moves every such cursor to the head in one statement,
+which checks in the same statement that the fan-out still has nobody to hand events to; only
+cursors with someone listening go on to a fan-out's unit of work. (Two ORM units of work a pass
+only to move two cursors cost about 4 ms of the loop, 20 times a second.)
+
 Events are read in two steps: their heads (offset, id, type, site, actor, time) first, the whole
 row (its JSON data) only for the events a fan-out actually turns into something. Under chat load
 most events are `message.created` that no one subscribed to, and decoding their data was most of
@@ -16,11 +22,12 @@ a pass.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, cast, func, select
+from sqlalchemy import BigInteger, Select, String, and_, cast, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from frontdesk.db import Database
@@ -34,6 +41,25 @@ async def cursors_behind(db: Database, keys: Iterable[str]) -> frozenset[str]:
         SystemMeta.key.in_(list(keys)), cast(SystemMeta.value, BigInteger) < head
     )
     async with db.connect(db.reader) as conn:
+        return frozenset((await conn.execute(stmt)).scalars())
+
+
+async def skip_unwatched(db: Database, watchers: Mapping[str, Select[Any]]) -> frozenset[str]:
+    """Move to the log's head each cursor whose fan-out has nobody to hand events to (its
+    `watchers` query finds no row), in one statement; returns the keys moved. A watcher that
+    appears later starts at the head it saw, so it misses nothing. A cursor only moves forward:
+    another process may have moved it further meanwhile."""
+    if not watchers:
+        return frozenset()
+    head = select(func.max(EventRecord.offset)).scalar_subquery()
+    unwatched = or_(*(and_(SystemMeta.key == key, ~exists(q)) for key, q in watchers.items()))
+    stmt = (
+        update(SystemMeta)
+        .where(unwatched, cast(SystemMeta.value, BigInteger) < head)
+        .values(value=cast(head, String))
+        .returning(SystemMeta.key)
+    )
+    async with db.connect(db.writer) as conn, conn.begin():
         return frozenset((await conn.execute(stmt)).scalars())
 
 

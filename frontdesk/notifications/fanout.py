@@ -30,6 +30,8 @@ from frontdesk.realtime.broker import Broker
 log = logging.getLogger(__name__)
 
 CURSOR = "notification_cursor"
+# Who fan-out hands events to: with none, the cursor moves to the head (`skip_unwatched`).
+WATCHERS = select(Operator.id).where(Operator.disabled.is_(False))
 BATCH = 500
 EMAIL_JOB = "notification.email"
 DIGEST_JOB = "notification.digest"

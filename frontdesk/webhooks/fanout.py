@@ -24,6 +24,8 @@ NOT_SENT = ("webhook.delivery_succeeded", "webhook.delivery_failed", "webhook.te
 MAX_INLINE_BYTES = 20 * 1024
 BATCH = 500
 CURSOR = "webhook_cursor"
+# Who fan-out hands events to: with none, the cursor moves to the head (`skip_unwatched`).
+WATCHERS = select(WebhookEndpoint.id).where(WebhookEndpoint.status == "active")
 
 
 def event_fields(event: EventRecord) -> dict[str, object]:

@@ -7,7 +7,7 @@ starting at once do not race on the schema.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -60,7 +60,11 @@ FrontDesk is a self-hosted AI front desk for websites.
 """
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, after_startup: Callable[[], None] | None = None
+) -> FastAPI:
+    """The app; `after_startup` runs once its services have started (and the demo site exists):
+    `frontdesk serve` freezes what startup built there, out of the garbage collector's way."""
     settings = settings or load_settings()
     init_sentry(settings)
     services = Services.build(settings)
@@ -70,6 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await services.start()
         if settings.seed_demo:
             await ensure_demo_site(services)
+        if after_startup is not None:
+            after_startup()
         try:
             yield
         finally:

@@ -9,18 +9,21 @@ SQLite runs in WAL mode. Writers take the database lock up front (`BEGIN IMMEDIA
 single pooled connection, so concurrent writers in one process queue fairly in asyncio instead of
 spinning in SQLite's busy handler; readers use their own pool and never block on writers.
 
-Releasing a connection or a session: SQLAlchemy's `async with` exits close them in a new task,
-shielded from cancellation (a close that awaits I/O must not be cut short and leak the
+Releasing a connection: SQLAlchemy's `async with` exits close connections and sessions in a new
+task, shielded from cancellation (a close that awaits I/O must not be cut short and leak the
 connection). That task runs one loop iteration later, and the caller resumes one more later
-still: the connection stays checked out meanwhile, and under load every unit of work on the
-writer's single connection waited behind other work for those hops (ADR 0026). On SQLite driven
-from the loop a close never awaits anything, so nothing can cancel it midway: there the scopes
-below close in place. Every other driver keeps SQLAlchemy's shielded close.
+still: the connection stays checked out meanwhile, and under chat load the turn's message stores
+waited behind other work for those hops on the writer's single connection (ADR 0026). On SQLite
+driven from the loop a close never awaits anything, so nothing can cancel it midway:
+`Database.connect` closes its Core connection in place there. Sessions keep SQLAlchemy's close,
+which also yields to the loop between units of work; code that runs unit after unit (a fan-out
+catching up, a batch of deliveries) relies on that to let I/O through, and webhook throughput
+halved without it.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
@@ -130,22 +133,9 @@ class Database:
         return self.dialect == "sqlite" and self.settings.sqlite_driver == "inline"
 
     @asynccontextmanager
-    async def _session(self, maker: Callable[[], AsyncSession]) -> AsyncIterator[AsyncSession]:
-        """A session from `maker`, closed on exit (in place on the inline driver; see above)."""
-        if not self.sqlite_inline:
-            async with maker() as session:
-                yield session
-            return
-        session = maker()
-        try:
-            yield session
-        finally:
-            await session.close()
-
-    @asynccontextmanager
     async def connect(self, engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-        """A Core connection from `engine` (the writer or the reader), released on exit (in
-        place on the inline driver; see above)."""
+        """A Core connection from `engine` (the writer or the reader) for a short unit of work,
+        released on exit (in place on the inline driver; see above)."""
         if not self.sqlite_inline:
             async with engine.connect() as conn:
                 yield conn
@@ -159,7 +149,7 @@ class Database:
     @asynccontextmanager
     async def session_scope(self) -> AsyncIterator[AsyncSession]:
         """One unit of work: commit on success, roll back on error, then publish its events."""
-        async with self._session(self._write_sessions) as session:
+        async with self._write_sessions() as session:
             session.info[PENDING_EVENTS] = []
             try:
                 yield session
@@ -214,7 +204,7 @@ class Database:
     async def read_scope(self) -> AsyncIterator[AsyncSession]:
         """A read-only session. Closing it ends the transaction without expiring what was read,
         so loaded objects stay usable after the scope."""
-        async with self._session(self._read_sessions) as session:
+        async with self._read_sessions() as session:
             yield session
 
     async def ping(self) -> None:

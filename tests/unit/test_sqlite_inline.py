@@ -92,29 +92,35 @@ async def test_a_lock_held_too_long_is_an_error_not_a_hang(tmp_path: Path) -> No
     setup.close()
 
 
-async def test_units_of_work_and_reads_keep_the_loop_until_they_are_done(tmp_path: Path) -> None:
-    """Uncontended, a unit of work or a read on the inline driver never yields to the loop: the
-    writer's single connection is back in its pool as the scope ends (ADR 0026), not one loop
-    iteration later, when a close in a shielded task would run."""
+async def test_core_connections_keep_the_loop_and_sessions_let_it_go(tmp_path: Path) -> None:
+    """Uncontended, a Core unit of work on the inline driver (`Database.connect`, what the turn's
+    message store and the worker's checks use) never yields to the loop: the writer's single
+    connection is back in its pool as the block ends (ADR 0026), not one loop iteration later,
+    when a close in a shielded task would run. Sessions keep yielding between units of work, which
+    code running unit after unit relies on to let I/O through."""
     settings = load_settings(data_dir=tmp_path, secret_key="k" * 40, sqlite_driver="inline")
     db = Database(settings)
     await upgrade(db)
 
-    async def scopes() -> int:
+    async def core_units() -> int:
         for i in range(20):
-            async with db.session_scope() as session:
-                await session.execute(
+            async with db.connect(db.writer) as conn, conn.begin():
+                await conn.execute(
                     text("INSERT INTO system_meta (key, value) VALUES (:k, '1')"), {"k": f"k{i}"}
                 )
-            async with db.read_scope() as session:
-                await session.execute(text("SELECT count(*) FROM system_meta"))
             async with db.connect(db.reader) as conn:
-                await conn.execute(text("SELECT 1"))
-            async with db.connect(db.writer) as conn:
-                await conn.execute(text("SELECT 1"))
+                await conn.execute(text("SELECT count(*) FROM system_meta"))
         return db.writer.sync_engine.pool.checkedout()  # type: ignore[attr-defined, no-any-return]
 
-    checked_out, ticks = await ticks_while(scopes(), interval=0)
+    checked_out, ticks = await ticks_while(core_units(), interval=0)
     assert checked_out == 0
     assert ticks == 0
+
+    async def session_units() -> None:
+        for _ in range(5):
+            async with db.session_scope() as session:
+                await session.execute(text("SELECT 1"))
+
+    _, ticks = await ticks_while(session_units(), interval=0)
+    assert ticks >= 5
     await db.dispose()

@@ -27,6 +27,7 @@ from frontdesk.responders.breaker import MemoryBreakerStore
 from frontdesk.responders.config import seal_responder
 from frontdesk.responders.registry import ResponderFactory
 from frontdesk.responders.sse import EventStream
+from frontdesk.responders.transport import tls_context
 from frontdesk.security.keys import SecretBox
 from tests.fakes import DifyFake, FakeServer, OpenAIFake
 
@@ -323,11 +324,15 @@ async def test_https_upstreams_are_verified_as_httpx_would(
         for trusted in (False, True):
             if trusted:  # the certificate trusted the way httpx trusts one: SSL_CERT_FILE
                 monkeypatch.setenv("SSL_CERT_FILE", tls[0])
-            made = make_factory()  # a new client: the TLS context is made with its pool
+            # The process builds its TLS context once (at start, from its environment); here
+            # the environment changes mid-process, so the context is built again.
+            tls_context.cache_clear()
+            made = make_factory()
             try:
                 _, outcome = await collect(openai_responder(made, base_url))
             finally:
                 await made.close()
+                tls_context.cache_clear()
             if trusted:
                 assert isinstance(outcome, FinalAnswer) and outcome.text.startswith("Echo:")
             else:

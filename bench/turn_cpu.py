@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from bench.responders import upstream_fake
+from bench.responders import upstream_fake, xff
 from frontdesk.config import load_settings
 from frontdesk.db import Database
 from frontdesk.demo_site import DEMO_SITE_ID
@@ -146,7 +146,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             headers = {"Origin": ORIGIN, "Content-Type": "application/json"}
             visitors = []
             for v in range(args.visitors):
-                address = f"198.18.{(v // 250) % 250}.{v % 250 + 1}"
+                address = xff(v)
                 status, body = await call(
                     app,
                     "POST",

@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 CURSOR = "notification_cursor"
 # Who fan-out hands events to: with none, the cursor moves to the head (`skip_unwatched`).
-WATCHERS = select(Operator.id).where(Operator.disabled.is_(False))
+ENABLED = Operator.disabled.is_(False)
+WATCHERS = select(Operator.id).where(ENABLED)
 BATCH = 500
 EMAIL_JOB = "notification.email"
 DIGEST_JOB = "notification.digest"
@@ -94,9 +95,7 @@ class NotificationFanout:
                 return 0
             postgres = session.get_bind().dialect.name == "postgresql"
             operators = list(
-                (await session.execute(select(Operator).where(Operator.disabled.is_(False))))
-                .scalars()
-                .all()
+                (await session.execute(select(Operator).where(ENABLED))).scalars().all()
             )
             if not operators:
                 return taken.skip_to_head()

@@ -25,7 +25,8 @@ MAX_INLINE_BYTES = 20 * 1024
 BATCH = 500
 CURSOR = "webhook_cursor"
 # Who fan-out hands events to: with none, the cursor moves to the head (`skip_unwatched`).
-WATCHERS = select(WebhookEndpoint.id).where(WebhookEndpoint.status == "active")
+ACTIVE = WebhookEndpoint.status == "active"
+WATCHERS = select(WebhookEndpoint.id).where(ACTIVE)
 
 
 def event_fields(event: EventRecord) -> dict[str, object]:
@@ -79,13 +80,7 @@ async def fan_out(db: Database, clock: Clock, public_url: str) -> int:
         taken = await take_cursor(session, CURSOR)
         if taken is None:
             return 0
-        endpoints = list(
-            (
-                await session.execute(
-                    select(WebhookEndpoint).where(WebhookEndpoint.status == "active")
-                )
-            ).scalars()
-        )
+        endpoints = list((await session.execute(select(WebhookEndpoint).where(ACTIVE))).scalars())
         if not endpoints:
             # Nobody to deliver to: an endpoint created later starts at the head it saw.
             return taken.skip_to_head()
